@@ -1,0 +1,29 @@
+# mos_nemo: the two commands a fresh machine needs are `make demo` and `make test`.
+# Pick another interpreter or torch build with e.g. `make test PYTHON=python3.12 TORCH='torch==2.9.1'`.
+PYTHON ?= python3.11
+TORCH ?= torch==2.13.0
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: venv test demo clean
+
+venv: $(VENV)/.installed
+
+# torch goes in first and alone: the CPU wheel of torch 2.13.0 lies on this machine's disk, while a
+# plain `torch` requirement resolved by pip together with the rest would pull a multi-GB CUDA build.
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH)"
+	$(PY) -m pip install -q -e ".[test]"
+	touch $@
+
+test: venv
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+demo: venv
+	$(PY) -m mos_nemo.demo
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis
