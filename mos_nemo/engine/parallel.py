@@ -1,0 +1,122 @@
+"""Process group and megatron-core parallel-state set-up, on CPU (gloo) or GPU (nccl).
+
+``initialize_parallel`` reads the torchrun environment (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR,
+MASTER_PORT). Without it, it runs as a single process (world size 1) on a free local port.
+Rank order is megatron's default "tp-cp-ep-dp-pp": TP ranks are adjacent, PP is the outermost dimension.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import warnings
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from mos_nemo.engine.cpu import install_cpu_shims
+from mos_nemo.errors import MosConfigError
+
+warnings.filterwarnings("ignore", module=r"megatron\..*")
+from megatron.core import parallel_state  # noqa: E402
+from megatron.core.tensor_parallel import model_parallel_cuda_manual_seed  # noqa: E402
+
+
+@dataclass(frozen=True)
+class ParallelState:
+    """Where this process sits in the TP x PP x DP grid."""
+
+    rank: int
+    world_size: int
+    tp: int
+    pp: int
+    dp: int
+    tp_rank: int
+    pp_rank: int
+    dp_rank: int
+    is_first_stage: bool
+    is_last_stage: bool
+    device: torch.device
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _init_process_group() -> None:
+    """Join (or, alone, create) the default process group from the torchrun environment."""
+    if dist.is_initialized():
+        return
+    if "WORLD_SIZE" not in os.environ:
+        os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1")
+        os.environ["MASTER_PORT"] = str(_free_port())
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group("nccl")
+    else:
+        dist.init_process_group("gloo")
+
+
+def _check_layout(world_size: int, tp: int, pp: int) -> None:
+    if tp < 1 or pp < 1:
+        raise MosConfigError(f"parallel.tp={tp}, parallel.pp={pp}: both must be >= 1.")
+    if world_size % (tp * pp) != 0:
+        raise MosConfigError(
+            f"parallel.tp={tp} x parallel.pp={pp} = {tp * pp} does not divide the world size {world_size}: "
+            f"launch a multiple of {tp * pp} processes (torchrun --nproc-per-node) or change parallel.tp/pp."
+        )
+
+
+def initialize_parallel(tp: int, pp: int, seed: int, sequence_parallel: bool = False) -> ParallelState:
+    """Create the process groups of a TP x PP x DP layout and seed megatron's RNG tracker.
+
+    ``sequence_parallel`` only needs TP > 1; it is a model setting (see ``model.build_model``) and is
+    checked here so that a bad layout fails before any model is built.
+    """
+    install_cpu_shims()
+    _init_process_group()
+    world_size = dist.get_world_size()
+    _check_layout(world_size, tp, pp)
+    if sequence_parallel and tp == 1:
+        raise MosConfigError(
+            "parallel.sequence_parallel=true needs parallel.tp > 1 (it splits activations across TP ranks); "
+            "set parallel.sequence_parallel=false or raise parallel.tp."
+        )
+    if not parallel_state.model_parallel_is_initialized():
+        parallel_state.initialize_model_parallel(
+            tensor_model_parallel_size=tp, pipeline_model_parallel_size=pp
+        )
+    torch.manual_seed(seed)
+    # On CPU the CUDA RNG states do not exist: the "inference" tracker keeps plain CPU generator states.
+    model_parallel_cuda_manual_seed(seed, inference_rng_tracker=not torch.cuda.is_available(),
+                                    force_reset_rng=True)
+    return current_parallel_state()
+
+
+def current_parallel_state() -> ParallelState:
+    """The layout of the already initialised process groups."""
+    device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+    return ParallelState(
+        rank=dist.get_rank(),
+        world_size=dist.get_world_size(),
+        tp=parallel_state.get_tensor_model_parallel_world_size(),
+        pp=parallel_state.get_pipeline_model_parallel_world_size(),
+        dp=parallel_state.get_data_parallel_world_size(),
+        tp_rank=parallel_state.get_tensor_model_parallel_rank(),
+        pp_rank=parallel_state.get_pipeline_model_parallel_rank(),
+        dp_rank=parallel_state.get_data_parallel_rank(),
+        is_first_stage=parallel_state.is_pipeline_first_stage(),
+        is_last_stage=parallel_state.is_pipeline_last_stage(),
+        device=device,
+    )
+
+
+def destroy_parallel() -> None:
+    """Tear down megatron's groups and the default process group (safe to call twice)."""
+    if parallel_state.model_parallel_is_initialized():
+        parallel_state.destroy_model_parallel()
+    if dist.is_initialized():
+        dist.destroy_process_group()
