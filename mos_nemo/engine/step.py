@@ -1,0 +1,123 @@
+"""One optimizer step on megatron-core: DDP wrapping, the forward step, the schedule, the optimizer.
+
+Loss (paper Eq. 1, SPEC "Training defaults"): the sum of per-token losses over response tokens, divided by
+the number of response tokens in the whole global batch (all micro batches, all data-parallel ranks).
+megatron does the division for us with ``calculate_per_token_loss``: the forward step returns the masked
+sum and its token count, the backward runs on the sum, and ``finalize_model_grads`` all-reduces the token
+count over DP and scales the gradients by 1 / count. The logged loss is that same token average.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from functools import partial
+from typing import Iterator
+
+import torch
+import torch.distributed as dist
+
+from mos_nemo.engine.cpu import device_mode
+from mos_nemo.engine.model import attention_mask_from_segments
+from mos_nemo.engine.parallel import ParallelState
+
+warnings.filterwarnings("ignore", module=r"megatron\..*")
+from megatron.core.distributed import (  # noqa: E402
+    DistributedDataParallel,
+    DistributedDataParallelConfig,
+    finalize_model_grads,
+)
+from megatron.core.pipeline_parallel import get_forward_backward_func  # noqa: E402
+
+
+@dataclass(frozen=True)
+class StepResult:
+    loss: float  # token-averaged loss over the global batch (the optimised quantity)
+    loss_tokens: int  # response tokens in the global batch
+    tokens: int  # all non-padding tokens in the global batch
+    grad_norm: float  # global gradient norm before clipping
+    update_ok: bool  # False if the optimizer skipped the step (non-finite gradients)
+
+
+def wrap_for_training(model: torch.nn.Module, use_distributed_optimizer: bool) -> list[DistributedDataParallel]:
+    """megatron DDP around the model, with the per-token loss normalisation wired into its config."""
+    config = model.config
+    config.calculate_per_token_loss = True  # before DDP: it decides how DDP scales reduced gradients
+    ddp = DistributedDataParallel(
+        config=config,
+        ddp_config=DistributedDataParallelConfig(
+            grad_reduce_in_fp32=True,
+            overlap_grad_reduce=False,
+            use_distributed_optimizer=use_distributed_optimizer,
+            average_in_collective=False,
+        ),
+        module=model,
+    )
+    config.finalize_model_grads_func = finalize_model_grads
+    config.no_sync_func = ddp.no_sync
+    return [ddp]
+
+
+def _masked_token_loss(loss_mask: torch.Tensor, per_token_loss: torch.Tensor):
+    """The loss function megatron calls on the last stage: (masked sum, token count, values to report)."""
+    mask = loss_mask.float()  # [b, s]
+    loss_sum = (per_token_loss.float() * mask).sum()
+    count = mask.sum()
+    return loss_sum, count.to(torch.int), {"loss_sum_and_tokens": torch.stack([loss_sum.detach(), count])}
+
+
+def forward_step(data_iterator: Iterator[dict], model: torch.nn.Module):
+    """megatron's forward-step contract: run one micro batch, return (output, loss function)."""
+    batch = next(data_iterator)
+    output = model(
+        input_ids=batch["tokens"],  # [b, s]
+        position_ids=batch["position_ids"],  # [b, s]
+        attention_mask=attention_mask_from_segments(batch["segment_ids"]),  # [b, 1, s, s]
+        labels=batch["labels"],  # [b, s]
+    )  # last stage: per-token loss [b, s]; other stages: hidden states
+    return output, partial(_masked_token_loss, batch["loss_mask"])
+
+
+def train_step(model: list[DistributedDataParallel], optimizer, micro_batches: list[dict],
+               parallel: ParallelState) -> StepResult:
+    """Forward and backward over this rank's micro batches (gradient accumulation), then one optimizer step."""
+    for chunk in model:
+        chunk.zero_grad_buffer()
+    optimizer.zero_grad()
+    seq_length = micro_batches[0]["tokens"].shape[1]
+    with device_mode():
+        reports = get_forward_backward_func()(
+            forward_step_func=forward_step,
+            data_iterator=iter(micro_batches),
+            model=model,
+            num_microbatches=len(micro_batches),
+            seq_length=seq_length,
+            micro_batch_size=micro_batches[0]["tokens"].shape[0],
+            forward_only=False,
+        )
+        update_ok, grad_norm, _ = optimizer.step()
+    loss_sum, loss_tokens, tokens = _global_sums(reports, micro_batches, parallel)
+    return StepResult(
+        loss=loss_sum / max(loss_tokens, 1.0),
+        loss_tokens=int(loss_tokens),
+        tokens=int(tokens),
+        grad_norm=float(grad_norm) if grad_norm is not None else float("nan"),
+        update_ok=bool(update_ok),
+    )
+
+
+def _global_sums(reports: list[dict], micro_batches: list[dict], parallel: ParallelState) -> tuple[float, ...]:
+    """(loss sum, response tokens, all tokens) over the global batch, known on every rank.
+
+    Only the last stage holds losses, and its TP ranks hold identical copies: one rank per DP replica
+    (last stage, TP rank 0) contributes to a world all-reduce.
+    """
+    sums = torch.zeros(3, dtype=torch.float64)
+    if parallel.is_last_stage and parallel.tp_rank == 0:
+        for report in reports:
+            sums[:2] += report["loss_sum_and_tokens"].double().cpu()
+        sums[2] = float(sum(int((b["segment_ids"] != 0).sum()) for b in micro_batches))
+    if parallel.world_size > 1:
+        sums = sums.to(parallel.device)
+        dist.all_reduce(sums)
+    return tuple(float(v) for v in sums.cpu())

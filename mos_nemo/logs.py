@@ -1,0 +1,134 @@
+"""What a run writes to ``run.dir`` (rank 0 only): config.yaml, train.jsonl, mixture.jsonl, TensorBoard events,
+and one progress line per step on the terminal.
+
+- ``train.jsonl``: one object per step: ``step`` (1-based), ``loss``, ``dataset`` (batch mode) or ``counts``
+  (sample mode: name -> examples), ``lr``, ``tokens``, ``seconds``, ``grad_norm``.
+- ``mixture.jsonl``: one object at step 0 and one after every mixing update: ``step``, ``weights`` (name ->
+  probability), ``rewards_raw`` and ``rewards`` (name -> value; null at step 0 and for static blends),
+  ``counts`` (name -> batches drawn so far).
+On resume both files are cut back to the checkpoint's step, so a resumed run's files equal an unbroken run's.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import psutil
+import torch
+
+TRAIN_LOG = "train.jsonl"
+MIXTURE_LOG = "mixture.jsonl"
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    """All records of a JSONL log (an absent file reads as empty)."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _truncate_jsonl(path: Path, last_step: int) -> None:
+    """Keep the records with ``step <= last_step`` (those a checkpoint at ``last_step`` has seen)."""
+    kept = [r for r in read_jsonl(path) if r["step"] <= last_step]
+    path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+
+
+def _memory_gib() -> float:
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**30
+    return psutil.Process().memory_info().rss / 2**30
+
+
+class RunLogger:
+    """Writes the run's logs; every method is a no-op on ranks other than 0 (``enabled=False``)."""
+
+    def __init__(self, run_dir: str | Path, max_steps: int, resumed_step: Optional[int], enabled: bool):
+        self.enabled = enabled
+        self.max_steps = max_steps
+        self.run_dir = Path(run_dir)
+        self._tensorboard = None
+        self._bar = None
+        if not enabled:
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        for name in (TRAIN_LOG, MIXTURE_LOG):
+            path = self.run_dir / name
+            if resumed_step is None:
+                path.write_text("")  # a fresh run starts fresh logs
+            else:
+                _truncate_jsonl(path, resumed_step)
+        from torch.utils.tensorboard import SummaryWriter
+
+        self._tensorboard = SummaryWriter(
+            str(self.run_dir / "tb"), purge_step=None if resumed_step is None else resumed_step + 1
+        )
+        if sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=max_steps, initial=resumed_step or 0, unit="step", dynamic_ncols=True)
+
+    def print(self, text: str) -> None:
+        """One message on the terminal (rank 0), without breaking the progress bar."""
+        if not self.enabled:
+            return
+        if self._bar is not None:
+            self._bar.write(text)
+        else:
+            print(text, flush=True)
+
+    def write_config(self, config_yaml: str, non_default: dict[str, Any]) -> None:
+        """Save the resolved config and print the settings that differ from the defaults, once."""
+        if not self.enabled:
+            return
+        (self.run_dir / "config.yaml").write_text(config_yaml)
+        lines = [f"  {key} = {value}" for key, value in non_default.items()]
+        self.print("mos_nemo: settings that differ from the defaults\n" + "\n".join(lines))
+
+    def log_step(self, record: dict[str, Any], weights: dict[str, float]) -> None:
+        """Append one train.jsonl record and show one progress line (loss, tokens/s, weights)."""
+        if not self.enabled:
+            return
+        self._append(TRAIN_LOG, record)
+        step, seconds = record["step"], max(record["seconds"], 1e-9)
+        tokens_per_second = record["tokens"] / seconds
+        for key in ("loss", "lr", "grad_norm"):
+            self._tensorboard.add_scalar(f"train/{key}", record[key], step)
+        self._tensorboard.add_scalar("train/tokens_per_second", tokens_per_second, step)
+        shown = " ".join(f"{name}={p:.2f}" for name, p in weights.items())
+        source = record.get("dataset") or ",".join(f"{k}:{v}" for k, v in record.get("counts", {}).items())
+        if self._bar is not None:
+            self._bar.set_postfix_str(f"loss {record['loss']:.4f} | {tokens_per_second:.0f} tok/s | {shown}")
+            self._bar.update(1)
+        else:
+            self.print(
+                f"step {step}/{self.max_steps} | loss {record['loss']:.4f} | lr {record['lr']:.3e} | "
+                f"grad {record['grad_norm']:.3f} | {tokens_per_second:.0f} tok/s | mem {_memory_gib():.2f} GiB | "
+                f"batch {source} | weights {shown}"
+            )
+
+    def log_mixture(self, step: int, weights: dict[str, float], counts: dict[str, int],
+                    rewards_raw: Optional[dict[str, float]] = None,
+                    rewards: Optional[dict[str, float]] = None) -> None:
+        """Append one mixture.jsonl record (at step 0 and after every mixing update)."""
+        if not self.enabled:
+            return
+        self._append(MIXTURE_LOG, {"step": step, "weights": weights, "rewards_raw": rewards_raw,
+                                   "rewards": rewards, "counts": counts})
+        for name, value in weights.items():
+            self._tensorboard.add_scalar(f"mixture/weight/{name}", value, step)
+        for name, value in (rewards or {}).items():
+            self._tensorboard.add_scalar(f"mixture/reward/{name}", value, step)
+
+    def _append(self, name: str, record: dict[str, Any]) -> None:
+        with open(self.run_dir / name, "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+        if self._tensorboard is not None:
+            self._tensorboard.close()

@@ -1,0 +1,58 @@
+"""The training entry point: compose the config, validate it, build, train, tear down.
+
+    torchrun [--nproc-per-node N] mos_nemo/train.py --config-name NAME [key=value ...]
+
+Runs on CPU (gloo) and GPU (NCCL), one node or many (torchrun's usual flags). Without torchrun it runs as
+a single process. See recipes/ for the recipes and README "Config keys" for every key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+
+warnings.filterwarnings("ignore", module=r"megatron\..*")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config-name", "-cn", required=True, help="a recipe in recipes/, e.g. tiny_cpu")
+    parser.add_argument("--config-dir", "-cd", default=None, help="a folder of recipes (default: recipes/)")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides such as train.max_steps=20")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Train as configured; returns the process exit code (0 also after a SIGTERM/SIGINT that was saved)."""
+    from mos_nemo.config import compose_config
+    from mos_nemo.config_checks import validate
+    from mos_nemo.errors import MosError
+
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        # 1. compose and validate: every user error surfaces here, before any process group or model.
+        config = compose_config(args.config_name, args.overrides, args.config_dir)
+        validate(config, world_size=int(os.environ.get("WORLD_SIZE", "1")))
+    except MosError as error:
+        print(f"mos_nemo: {error}", file=sys.stderr)
+        return 2
+
+    from mos_nemo.engine.loop import Trainer
+    from mos_nemo.engine.parallel import destroy_parallel, initialize_parallel
+
+    # 2. build and 3. train; the process groups are torn down whatever happens.
+    try:
+        parallel = initialize_parallel(config.parallel.tp, config.parallel.pp, config.run.seed)
+        Trainer(config, parallel).run()
+    except MosError as error:
+        print(f"mos_nemo: {error}", file=sys.stderr)
+        return 2
+    finally:
+        destroy_parallel()
+    return 0
+
+
+if __name__ == "__main__":  # dist_checkpointing's spawn Manager re-imports this module: keep it guarded
+    sys.exit(main())
