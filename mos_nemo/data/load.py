@@ -1,0 +1,145 @@
+"""load_sft_datasets: config entries -> tokenised, truncated, cached datasets (the data path's front half).
+
+Per dataset: read the source -> subsample (fraction, max_examples; seeded) -> detect or check the format
+-> normalise to conversations -> tokenise with the chat template and response mask -> truncate to
+seq_length (drop examples with no response token left) -> cache as memory-mapped arrays.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import asdict
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from mos_nemo.data.dataset import DatasetStats, TokenizedDataset, load_cache, save_cache
+from mos_nemo.data.formats import RecordError, detect_format, to_conversation
+from mos_nemo.data.rng import keyed_generator
+from mos_nemo.data.sources import RawRecord, read_source, source_fingerprint
+from mos_nemo.data.spec import DatasetConfig, validate_dataset_configs
+from mos_nemo.data.tokenize import ChatRenderer, tokenize_conversations, truncate_example
+from mos_nemo.errors import MosDataError, MosValueError
+
+log = logging.getLogger(__name__)
+
+CACHE_VERSION = 1  # bump when tokenisation or masking rules change, so old caches are not reused
+
+
+def load_sft_datasets(configs: Sequence[DatasetConfig], tokenizer, seq_length: int,
+                      cache_dir: str | Path | None, seed: int = 0) -> list[TokenizedDataset]:
+    """Load, tokenise and cache every configured dataset; logs the format and the drop counts of each."""
+    validate_dataset_configs(configs)
+    if not isinstance(seq_length, int) or seq_length < 2:
+        raise MosValueError(f"seq_length={seq_length!r} must be an int >= 2 (one prompt and one response token)")
+    pad_token_id(tokenizer)
+    tokenizer_key = tokenizer_fingerprint(tokenizer)
+    datasets = []
+    for config in configs:
+        folder = None
+        if cache_dir is not None:
+            key = _cache_key(config, tokenizer_key, seq_length, seed)
+            folder = Path(cache_dir).expanduser() / f"{_safe(config.name)}-{key[:16]}"
+        dataset = load_cache(folder) if folder is not None else None
+        if dataset is None:
+            dataset = _build_dataset(config, tokenizer, seq_length, seed)
+            if folder is not None:
+                save_cache(dataset, folder)
+        log.info(dataset.stats.describe())
+        datasets.append(dataset)
+    return datasets
+
+
+def pad_token_id(tokenizer) -> int:
+    """The tokenizer's pad id; a MosDataError (with the fix) when it has none."""
+    pad_id = getattr(tokenizer, "pad_token_id", None)
+    if pad_id is None:
+        raise MosDataError(
+            f"tokenizer {getattr(tokenizer, 'name_or_path', '')!r} has no pad token: set one before loading "
+            "data, e.g. tokenizer.pad_token = tokenizer.eos_token (padding never enters loss or attention)")
+    return int(pad_id)
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    """Hash of the vocabulary, merges, special tokens and chat template: the cache key's tokenizer part."""
+    digest = hashlib.sha256()
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        digest.update(backend.to_str().encode())
+    else:
+        digest.update(json.dumps(sorted(tokenizer.get_vocab().items())).encode())
+    digest.update(repr(getattr(tokenizer, "chat_template", None)).encode())
+    digest.update(repr(sorted(tokenizer.special_tokens_map.items())).encode())
+    return digest.hexdigest()
+
+
+def _cache_key(config: DatasetConfig, tokenizer_key: str, seq_length: int, seed: int) -> str:
+    fields = json.dumps({"config": asdict(config), "source": source_fingerprint(config), "seed": seed,
+                         "tokenizer": tokenizer_key, "seq_length": seq_length, "version": CACHE_VERSION},
+                        sort_keys=True)
+    return hashlib.sha256(fields.encode()).hexdigest()
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def subsample(records: list[RawRecord], config: DatasetConfig, seed: int) -> list[RawRecord]:
+    """A seeded random subset (fraction, then cap), kept in source order; nested as the fraction grows."""
+    keep = len(records)
+    if config.fraction is not None:
+        keep = max(1, round(config.fraction * len(records)))
+    if config.max_examples is not None:
+        keep = min(keep, config.max_examples)
+    if keep >= len(records):
+        return records
+    generator = keyed_generator(config.seed if config.seed is not None else seed, "subsample", config.name)
+    chosen = torch.randperm(len(records), generator=generator)[:keep].sort().values
+    return [records[i] for i in chosen.tolist()]
+
+
+def _build_dataset(config: DatasetConfig, tokenizer, seq_length: int, seed: int) -> TokenizedDataset:
+    report = read_source(config)
+    if not report.records:
+        raise MosDataError(f"dataset {config.name!r}: source {config.source!r} holds no examples"
+                           + (f" ({report.bad_lines} bad lines skipped; first: {report.first_bad})"
+                              if report.bad_lines else ""))
+    records = subsample(report.records, config, seed)
+    detected = config.format == "auto"
+    format_name = detect_format(records[0].data, records[0].where) if detected else config.format
+    stats = DatasetStats(config.name, format_name, detected, records_read=len(report.records),
+                         bad_lines_skipped=report.bad_lines, records_subsampled=len(records),
+                         first_skip_reason=report.first_bad)
+    conversations, wheres = [], []
+    for record in records:
+        try:
+            conversations.append(to_conversation(record.data, format_name, record.where))
+            wheres.append(record.where)
+        except RecordError as error:
+            if not config.skip_bad_lines:
+                raise MosDataError(f"dataset {config.name!r} (format {format_name}): {error}. Fix the record, "
+                                   "or set skip_bad_lines: true to skip and count such records") from error
+            stats.bad_records_skipped += 1
+            stats.first_skip_reason = stats.first_skip_reason or str(error)
+    if not conversations:
+        raise MosDataError(f"dataset {config.name!r}: all {len(records)} records were skipped as bad "
+                           f"(first: {stats.first_skip_reason}); is format {format_name!r} right?")
+    examples = []
+    for ids, mask in tokenize_conversations(tokenizer, ChatRenderer(tokenizer), conversations, wheres):
+        kept = truncate_example(ids, mask, seq_length)
+        if kept is None:
+            stats.dropped_no_response_after_truncation += 1
+            continue
+        stats.truncated += int(len(ids) > seq_length)
+        examples.append(kept)
+    if not examples:
+        raise MosDataError(
+            f"dataset {config.name!r}: no example keeps a response token after truncation to "
+            f"seq_length={seq_length} ({stats.dropped_no_response_after_truncation} dropped); raise seq_length")
+    stats.examples = len(examples)
+    stats.tokens = sum(len(ids) for ids, _ in examples)
+    stats.response_tokens = int(sum(mask.sum() for _, mask in examples))
+    return TokenizedDataset.from_examples(config.name, examples, stats)
