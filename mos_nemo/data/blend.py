@@ -5,7 +5,8 @@
 The dataset draw of step t uses a generator keyed on (seed, t, "blend") and the current weights only, so
 every data-parallel rank computes the same global batch without communication and takes its contiguous
 slice. Each dataset is walked through its own permutation, keyed on (seed, "permutation", name, epoch) and
-reshuffled at each of its epochs, so small datasets are up-sampled (repeated) as in the paper.
+reshuffled at each of its epochs, so small datasets are up-sampled (repeated) as in the paper. An example
+can appear twice in one global batch only when its dataset's epoch ends inside that batch.
 Weights live in this object in the main process (no DataLoader worker holds a copy) and `set_weights`
 takes effect at the next `draw`; nothing is precomputed from them, so nothing has to be rebuilt.
 """
