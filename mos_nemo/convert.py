@@ -1,0 +1,132 @@
+"""HF <-> megatron checkpoint conversion and logit verification.
+
+    python -m mos_nemo.convert import --hf DIR --out CKPT [--tp N --pp M]
+    python -m mos_nemo.convert export --ckpt CKPT --out DIR [--tp N --pp M]
+    python -m mos_nemo.convert verify --hf DIR [--tp N --pp M]
+
+Under torchrun each process is one rank; without torchrun a TP x PP layout larger than 1 is spawned
+locally (gloo on CPU). ``verify`` prints, as its last line, ``max_abs_logit_diff <value>``: the largest
+absolute difference between HF transformers' logits and ours on a fixed input. The checkpoint layout is
+described in ``mos_nemo/engine/model_checkpoint.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import torch
+
+
+def _params_dtype(name: str) -> torch.dtype:
+    if name == "auto":
+        return torch.bfloat16 if torch.cuda.is_available() else torch.float32
+    return {"fp32": torch.float32, "bf16": torch.bfloat16}[name]
+
+
+def _build(hf_config, tp: int, pp: int, dtype: torch.dtype):
+    from mos_nemo.engine.model import build_model
+    from mos_nemo.engine.parallel import initialize_parallel
+
+    state = initialize_parallel(tp=tp, pp=pp, seed=0)
+    return state, build_model(hf_config, params_dtype=dtype)
+
+
+def import_hf(hf_dir: str, out: str, tp: int, pp: int, dtype_name: str) -> None:
+    """HF folder -> megatron checkpoint (model/, hf_config.json, tokenizer/)."""
+    from mos_nemo.engine.hf_weights import load_hf_weights
+    from mos_nemo.engine.model import load_hf_config
+    from mos_nemo.engine.model_checkpoint import save_mcore_checkpoint
+    from mos_nemo.engine.parallel import destroy_parallel
+
+    hf_config = load_hf_config(hf_dir)
+    try:
+        _, model = _build(hf_config, tp, pp, _params_dtype(dtype_name))
+        load_hf_weights(model, hf_dir, hf_config)
+        save_mcore_checkpoint(model, hf_config, out, tokenizer_dir=hf_dir)
+    finally:
+        destroy_parallel()
+
+
+def export_ckpt(ckpt: str, out: str, tp: int, pp: int, dtype_name: str) -> None:
+    """Megatron checkpoint -> HF folder (config.json, model.safetensors, tokenizer files)."""
+    from mos_nemo.engine.hf_weights import export_hf
+    from mos_nemo.engine.model_checkpoint import (checkpoint_tokenizer_dir, load_checkpoint_hf_config,
+                                                  load_mcore_checkpoint)
+    from mos_nemo.engine.parallel import destroy_parallel
+
+    hf_config = load_checkpoint_hf_config(ckpt)
+    try:
+        _, model = _build(hf_config, tp, pp, _params_dtype(dtype_name))
+        load_mcore_checkpoint(model, ckpt)
+        export_hf(model, hf_config, out, tokenizer_dir=checkpoint_tokenizer_dir(ckpt))
+    finally:
+        destroy_parallel()
+
+
+def verify(hf_dir: str, tp: int, pp: int, dtype_name: str) -> float:
+    """Max |logit difference| between HF transformers and our model loaded from ``hf_dir``."""
+    from mos_nemo.engine.hf_verify import max_logit_difference
+    from mos_nemo.engine.hf_weights import load_hf_weights
+    from mos_nemo.engine.model import load_hf_config
+    from mos_nemo.engine.parallel import destroy_parallel
+
+    hf_config = load_hf_config(hf_dir)
+    dtype = _params_dtype(dtype_name)
+    try:
+        state, model = _build(hf_config, tp, pp, dtype)
+        load_hf_weights(model, hf_dir, hf_config)
+        return max_logit_difference(model, hf_dir, hf_config.vocab_size, state.device, dtype=dtype)
+    finally:
+        destroy_parallel()
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m mos_nemo.convert", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, help_text in (("import", "HF folder -> megatron checkpoint"),
+                            ("export", "megatron checkpoint -> HF folder"),
+                            ("verify", "print the max |logit difference| HF vs ours (last line)")):
+        sub = commands.add_parser(name, help=help_text)
+        if name == "export":
+            sub.add_argument("--ckpt", required=True, help="checkpoint folder written by import or training")
+        else:
+            sub.add_argument("--hf", required=True, help="local HF model folder (config.json + safetensors)")
+        if name != "verify":
+            sub.add_argument("--out", required=True, help="output folder")
+        sub.add_argument("--tp", type=int, default=1, help="tensor-parallel size")
+        sub.add_argument("--pp", type=int, default=1, help="pipeline-parallel size")
+        sub.add_argument("--dtype", choices=("auto", "fp32", "bf16"), default="auto",
+                         help="parameter dtype (auto: bf16 on GPU, fp32 on CPU)")
+    return parser
+
+
+def _command(args) -> tuple:
+    if args.command == "import":
+        return import_hf, (args.hf, args.out, args.tp, args.pp, args.dtype)
+    if args.command == "export":
+        return export_ckpt, (args.ckpt, args.out, args.tp, args.pp, args.dtype)
+    return verify, (args.hf, args.tp, args.pp, args.dtype)
+
+
+def main(argv=None) -> int:
+    from mos_nemo.engine.launch import spawn_ranks
+
+    args = _parser().parse_args(argv)
+    fn, fn_args = _command(args)
+    world = args.tp * args.pp
+    if "WORLD_SIZE" in os.environ or world == 1:
+        results = [fn(*fn_args)]  # this process is one rank (torchrun) or the only one
+        rank = int(os.environ.get("RANK", "0"))
+    else:
+        results, rank = spawn_ranks(fn, world, *fn_args), 0
+    if args.command == "verify" and rank == 0:
+        print(f"max_abs_logit_diff {results[0]:.3e}", flush=True)
+    elif rank == 0:
+        print(f"{args.command}: wrote {args.out}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

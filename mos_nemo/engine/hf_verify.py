@@ -1,0 +1,72 @@
+"""Compare our megatron model's logits with HF transformers' on a fixed input (``convert verify``).
+
+The input is a fixed pseudo-random token batch (generator seeded with ``seed``); both models run in the
+same dtype (fp32 on CPU). The megatron forward goes through megatron's forward-only pipeline schedule, so
+PP > 1 is exercised the way training runs it; logits are gathered over TP on the last stage.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+
+from mos_nemo.engine.cpu import device_mode
+from mos_nemo.engine.model import attention_mask_from_segments
+
+from megatron.core import parallel_state, tensor_parallel
+from megatron.core.pipeline_parallel import get_forward_backward_func
+
+
+def fixed_tokens(vocab_size: int, batch: int, seq_len: int, seed: int) -> torch.Tensor:
+    """[batch, seq_len] token ids drawn from a generator seeded with ``seed``."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(0, vocab_size, (batch, seq_len), generator=generator)
+
+
+@torch.no_grad()
+def megatron_logits(model, tokens: torch.Tensor, device: torch.device) -> torch.Tensor | None:
+    """Full-vocabulary logits [b, s, V] on the last PP stage (None on other stages), causal mask."""
+    batch, seq_len = tokens.shape
+    tokens = tokens.to(device)
+    position_ids = torch.arange(seq_len, device=device).expand(batch, seq_len)  # [b, s]
+    mask = attention_mask_from_segments(torch.ones_like(tokens))  # [b, 1, s, s]
+
+    def forward_step(data_iterator, step_model):
+        batch_tokens = next(data_iterator)
+        output = step_model(input_ids=batch_tokens, position_ids=position_ids, attention_mask=mask)
+
+        def collect(logits, non_loss_data=False):  # logits: [b, s, V/tp]
+            return tensor_parallel.gather_from_tensor_model_parallel_region(logits)
+
+        return output, collect
+
+    model.eval()
+    with device_mode():
+        outputs = get_forward_backward_func()(
+            forward_step_func=forward_step, data_iterator=iter([tokens]), model=[model],
+            num_microbatches=1, seq_length=seq_len, micro_batch_size=batch,
+            forward_only=True, collect_non_loss_data=True,
+        )
+    return outputs[0].float().cpu() if parallel_state.is_pipeline_last_stage() else None
+
+
+@torch.no_grad()
+def hf_logits(hf_dir, tokens: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Logits [b, s, V] of the HF transformers model in ``hf_dir`` (eager attention, causal)."""
+    import transformers
+
+    model = transformers.AutoModelForCausalLM.from_pretrained(hf_dir, dtype=dtype, attn_implementation="eager")
+    return model.eval()(input_ids=tokens).logits.float()
+
+
+def max_logit_difference(model, hf_dir, vocab_size: int, device: torch.device, *, batch: int = 2,
+                         seq_len: int = 32, seed: int = 1234, dtype=torch.float32) -> float:
+    """max |logits_ours - logits_HF| over the fixed batch, the same number on every rank."""
+    tokens = fixed_tokens(vocab_size, batch, seq_len, seed)
+    ours = megatron_logits(model, tokens, device)
+    diff = torch.zeros((), dtype=torch.float64)
+    if ours is not None and parallel_state.get_tensor_model_parallel_rank() == 0:
+        diff = (ours - hf_logits(hf_dir, tokens, dtype)).abs().max().double()
+    diff = diff.to(device)
+    dist.all_reduce(diff, op=dist.ReduceOp.MAX)
+    return float(diff)

@@ -1,0 +1,74 @@
+"""Model-only megatron checkpoints: what ``python -m mos_nemo.convert import`` writes and ``export`` reads.
+
+On-disk layout (the training checkpoints of ``engine/checkpoint.py`` may add siblings such as
+``optimizer/`` or ``train_state.json``; this module reads and writes only these three):
+
+    CKPT/
+      model/            megatron dist_checkpointing (torch_dist) of ``model.sharded_state_dict()``;
+                        any TP/PP layout loads it (the sharded format reshards on load)
+      hf_config.json    the HF config of the model (``PretrainedConfig.to_json_file``)
+      tokenizer/        the tokenizer files of the source HF folder (tokenizer.json, chat template, ...)
+
+The sharded keys are those of megatron's TE spec (the local spec maps its norms onto them), so a
+checkpoint written without Transformer Engine loads with it and vice versa.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import transformers
+
+from mos_nemo.engine.hf_weights import copy_tokenizer_files
+from mos_nemo.errors import MosCheckpointError
+
+from megatron.core import dist_checkpointing
+
+MODEL_DIR = "model"
+HF_CONFIG_FILE = "hf_config.json"
+TOKENIZER_DIR = "tokenizer"
+
+
+def save_mcore_checkpoint(model, hf_config, ckpt_dir, tokenizer_dir=None) -> None:
+    """Write ``model`` (all ranks call this) and, on rank 0, the HF config and tokenizer files."""
+    ckpt = Path(ckpt_dir)
+    if dist.get_rank() == 0:
+        (ckpt / MODEL_DIR).mkdir(parents=True, exist_ok=True)
+        hf_config.to_json_file(str(ckpt / HF_CONFIG_FILE))
+        if tokenizer_dir is not None:
+            (ckpt / TOKENIZER_DIR).mkdir(exist_ok=True)
+            copy_tokenizer_files(tokenizer_dir, ckpt / TOKENIZER_DIR)
+    dist.barrier()
+    dist_checkpointing.save(model.sharded_state_dict(), str(ckpt / MODEL_DIR))
+    dist.barrier()
+
+
+def load_checkpoint_hf_config(ckpt_dir) -> transformers.PretrainedConfig:
+    """The HF config stored in a model checkpoint."""
+    path = Path(ckpt_dir) / HF_CONFIG_FILE
+    if not path.is_file():
+        raise MosCheckpointError(
+            f"{path}: missing; {ckpt_dir} is not a checkpoint written by `python -m mos_nemo.convert import` "
+            "or by training."
+        )
+    fields = json.loads(path.read_text())
+    return transformers.AutoConfig.for_model(fields.pop("model_type"), **fields)
+
+
+def checkpoint_tokenizer_dir(ckpt_dir) -> Path | None:
+    """The checkpoint's tokenizer folder, or None when it was written without one."""
+    folder = Path(ckpt_dir) / TOKENIZER_DIR
+    return folder if folder.is_dir() else None
+
+
+@torch.no_grad()
+def load_mcore_checkpoint(model, ckpt_dir) -> None:
+    """Load this rank's shard of ``CKPT/model`` into ``model`` (any TP/PP layout; all ranks call this)."""
+    model_dir = Path(ckpt_dir) / MODEL_DIR
+    if not (model_dir / "metadata.json").is_file():
+        raise MosCheckpointError(f"{model_dir}: not a megatron distributed checkpoint (no metadata.json).")
+    state = dist_checkpointing.load(model.sharded_state_dict(), str(model_dir))
+    model.load_state_dict(state, strict=True)
