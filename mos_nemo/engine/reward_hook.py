@@ -1,0 +1,180 @@
+"""The MoS reward hook: every S steps, score each dataset with the model and update the mixture.
+
+Algorithm 1, lines 6-11, made parallelism-aware (SPEC.md "Under parallelism"):
+1. draw one reward mini-batch of L examples per dataset, keyed on (seed, step, dataset), the same on all ranks;
+2. score it with the forward-only schedule (``reward_pass.score_examples``): per-example NLL and pooled
+   hidden states, all-reduced so every rank holds the same tables;
+3. CosSim (Eq. 8) or Diff (Eq. 10), MoSpec if a target is set, then ``MixtureOfSkills.update`` (EMA,
+   REINFORCE) on every rank from identical inputs;
+4. broadcast p from global rank 0, so every rank hands bit-identical weights to its blend.
+
+theta0 for Diff (``reference``): ``pool`` (default) draws a fixed pool of examples per dataset before
+training and scores it once with theta0; reward mini-batches are then drawn from the pool and compared
+with the kept NLL, so no second model is held. ``live`` keeps a frozen theta0 model and scores both.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from mos_nemo.data import reward_example_ids
+from mos_nemo.engine.parallel import ParallelState
+from mos_nemo.engine.reward_pass import RewardRows, gather_examples, pooled_dataset_embeddings, score_examples
+from mos_nemo.errors import MosConfigError
+from mos_nemo.mixing import MixtureOfSkills, cossim_reward, diff_reward
+
+logger = logging.getLogger(__name__)
+
+_POOL_STEP = -1  # the key of the reference-pool draw; training steps are >= 0
+
+
+@dataclass
+class MixtureUpdate:
+    """What one hook call did, for mixture.jsonl and TensorBoard."""
+
+    step: int
+    weights: torch.Tensor  # [N] float64
+    rewards_raw: torch.Tensor  # [N] float64, this update's raw rewards
+    rewards: torch.Tensor | None  # [N] float64, smoothed (Eq. 11); None if the update was skipped first
+    skipped: bool
+    seconds: float
+
+
+@dataclass
+class ScoringSetup:
+    """How reward batches are run: fixed shapes keep per-example numbers independent of batching."""
+
+    parallel: ParallelState
+    micro_batch_size: int
+    seq_length: int
+    pad_id: int
+    hidden_size: int
+
+
+class MosRewardHook:
+    """Computes MoS rewards with the model and updates ``mos``; call it every ``update_every`` steps."""
+
+    def __init__(
+        self,
+        mos: MixtureOfSkills,
+        datasets: Sequence,
+        setup: ScoringSetup,
+        *,
+        reward: str,
+        reward_batch: int,
+        update_every: int,
+        seed: int,
+        target: int | None = None,
+        reference: str = "pool",
+        reference_pool: int = 1024,
+        reference_model: torch.nn.Module | None = None,
+    ):
+        if reward not in ("cossim", "diff"):
+            raise MosConfigError(f"mixing.reward = {reward!r}: choose cossim or diff")
+        if reference not in ("pool", "live"):
+            raise MosConfigError(f"mixing.reference = {reference!r}: choose pool or live")
+        if reward == "diff" and reference == "live" and reference_model is None:
+            raise MosConfigError("mixing.reference = live needs a frozen theta0 model; none was built")
+        if reward_batch < 1 or update_every < 1 or reference_pool < 1:
+            raise MosConfigError(
+                f"mixing.reward_batch = {reward_batch}, mixing.update_every = {update_every}, "
+                f"mixing.reference_pool = {reference_pool}: each must be >= 1"
+            )
+        self.mos, self.datasets, self.setup = mos, list(datasets), setup
+        self.reward, self.reward_batch, self.update_every = reward, reward_batch, update_every
+        self.seed, self.target, self.reference = seed, target, reference
+        self.reference_pool, self.reference_model = reference_pool, reference_model
+        self.pool_ids: list[torch.Tensor] | None = None  # per dataset, example ids of the reference pool
+        self.pool_nll: list[torch.Tensor] | None = None  # per dataset, theta0's NLL of each pool example
+
+    @property
+    def uses_pool(self) -> bool:
+        return self.reward == "diff" and self.reference == "pool"
+
+    def should_update(self, step: int) -> bool:
+        """True after every ``update_every``-th completed training step (1-based ``step``)."""
+        return step > 0 and step % self.update_every == 0
+
+    # ---- theta0 ---------------------------------------------------------------------------------
+    def prepare(self, model: torch.nn.Module) -> None:
+        """Score the reference pool with theta0 (the model before any update). No-op if loaded from a checkpoint."""
+        if not self.uses_pool or self.pool_ids is not None:
+            return
+        started = time.perf_counter()
+        ids = [
+            reward_example_ids(len(ds), min(self.reference_pool, len(ds)), self.seed, _POOL_STEP, i)
+            for i, ds in enumerate(self.datasets)
+        ]
+        scored = self._score(model, gather_examples(self.datasets, ids), with_embeddings=False)
+        self.pool_ids = ids
+        self.pool_nll = [scored.nll[i, : len(pool)].clone() for i, pool in enumerate(ids)]
+        logger.info("MoS: scored the theta0 reference pool (%d examples) in %.1fs",
+                    sum(len(p) for p in ids), time.perf_counter() - started)
+
+    # ---- rewards --------------------------------------------------------------------------------
+    def compute_raw_rewards(self, model: torch.nn.Module, step: int) -> torch.Tensor:
+        """Raw rewards R'(i) [N] float64 of the current model on step ``step``'s reward mini-batches."""
+        if self.uses_pool:
+            if self.pool_nll is None:
+                raise MosConfigError("the reference pool was never scored: call prepare(model) before training")
+            positions = [
+                reward_example_ids(len(pool), self.reward_batch, self.seed, step, i)
+                for i, pool in enumerate(self.pool_ids)
+            ]
+            ids = [pool[pos] for pool, pos in zip(self.pool_ids, positions)]
+            scored = self._score(model, gather_examples(self.datasets, ids), with_embeddings=False)
+            nll_ref = torch.stack([nll[pos] for nll, pos in zip(self.pool_nll, positions)])  # [N, L]
+            return diff_reward(scored.nll, nll_ref, target=self.target, mask=scored.present)
+        ids = [
+            reward_example_ids(len(ds), self.reward_batch, self.seed, step, i)
+            for i, ds in enumerate(self.datasets)
+        ]
+        rows = gather_examples(self.datasets, ids)
+        if self.reward == "diff":  # live theta0
+            scored = self._score(model, rows, with_embeddings=False)
+            reference = self._score(self.reference_model, rows, with_embeddings=False)
+            return diff_reward(scored.nll, reference.nll, target=self.target, mask=scored.present)
+        scored = self._score(model, rows, with_embeddings=True)
+        return cossim_reward(pooled_dataset_embeddings(scored), target=self.target)
+
+    def _score(self, model: torch.nn.Module, rows: RewardRows, with_embeddings: bool):
+        s = self.setup
+        return score_examples(
+            model, rows, parallel=s.parallel, micro_batch_size=s.micro_batch_size, seq_length=s.seq_length,
+            pad_id=s.pad_id, hidden_size=s.hidden_size, with_embeddings=with_embeddings,
+        )
+
+    def __call__(self, model: torch.nn.Module, step: int) -> MixtureUpdate:
+        """Score, update psi, and return the new weights (identical on every rank)."""
+        started = time.perf_counter()
+        raw = self.compute_raw_rewards(model, step)
+        skipped_before = self.mos.num_skipped
+        weights = self.mos.update(raw)
+        weights = _broadcast_from_rank0(weights, self.setup.parallel.device)
+        return MixtureUpdate(
+            step=step, weights=weights, rewards_raw=raw, rewards=self.mos.rewards,
+            skipped=self.mos.num_skipped > skipped_before, seconds=time.perf_counter() - started,
+        )
+
+    # ---- state ----------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {"mos": self.mos.state_dict(), "pool_ids": self.pool_ids, "pool_nll": self.pool_nll}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.mos.load_state_dict(state["mos"])
+        self.pool_ids, self.pool_nll = state["pool_ids"], state["pool_nll"]
+
+
+def _broadcast_from_rank0(weights: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Every rank uses rank 0's p, so blends agree bit for bit even if a platform's float64 math differed."""
+    if not (dist.is_initialized() and dist.get_world_size() > 1):
+        return weights
+    buffer = weights.to(device=device, dtype=torch.float64).contiguous()
+    dist.broadcast(buffer, src=0)
+    return buffer.cpu()

@@ -1,0 +1,188 @@
+"""The reward forward pass: per-example response NLL and pooled final hidden states, under any TP/PP/DP.
+
+Every S steps MoS scores L examples of every dataset with the current model (SPEC.md "Rewards"). This
+module runs those examples through megatron-core's forward-only schedule and returns, on EVERY rank, the
+same two tables:
+
+- ``nll`` [N, L]: mean NLL over the example's response tokens (vocab-parallel cross entropy, inside
+  GPTModel when labels are given), the input of the Diff reward (Eq. 9-10);
+- ``embeddings`` [N, L, H]: mean over the example's non-pad tokens of the final hidden states after the
+  final norm, e_j of Eq. 7 (gathered along the sequence first if sequence parallel is on).
+
+Layout independence: the N*L examples are split into contiguous slices over DP ranks; each rank writes its
+examples' rows into zero tables, and one all-reduce over the world sums them. Only the last PP stage with
+TP rank 0 writes, and every other contribution is an exact zero, so the tables are the same on every rank
+and do not depend on how many ranks computed them (up to the model's own TP numerics).
+
+Determinism: every micro batch has ``micro_batch_size`` rows padded to ``seq_length`` tokens, so an
+example's numbers do not depend on which other examples share its micro batch. That is what makes
+Diff = 1 exactly at step 0, whether theta0's NLL was scored earlier (the reference pool) or now.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from mos_nemo.data import collate_sft
+from mos_nemo.engine.cpu import device_mode
+from mos_nemo.engine.model import attention_mask_from_segments
+from mos_nemo.engine.parallel import ParallelState
+
+
+@dataclass
+class RewardRows:
+    """The examples to score: ``examples[i][j]`` is the j-th example (a dataset item) of dataset i."""
+
+    examples: list[list[dict]]
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return len(self.examples), max(len(rows) for rows in self.examples)
+
+
+@dataclass
+class ScoredExamples:
+    nll: torch.Tensor  # [N, L] float64, per-example mean response-token NLL
+    embeddings: torch.Tensor | None  # [N, L, H] float64, per-example mean-pooled final hidden states
+    present: torch.Tensor  # [N, L] bool, False where dataset i has fewer than L examples
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The GPTModel inside megatron's DDP / Float16Module wrappers."""
+    while hasattr(model, "module"):
+        model = model.module
+    return model
+
+
+def _rank_slice(total: int, parallel: ParallelState) -> range:
+    """This DP rank's contiguous share of ``total`` rows (the first ranks take one more when uneven)."""
+    base, extra = divmod(total, parallel.dp)
+    start = parallel.dp_rank * base + min(parallel.dp_rank, extra)
+    return range(start, start + base + (1 if parallel.dp_rank < extra else 0))
+
+
+def _micro_batches(rows: RewardRows, parallel: ParallelState, micro_batch_size: int, seq_length: int, pad_id: int):
+    """This rank's micro batches, each with the (dataset, slot) of every row (-1 for filler rows)."""
+    flat = [(i, j) for i, examples in enumerate(rows.examples) for j in range(len(examples))]
+    mine = [flat[k] for k in _rank_slice(len(flat), parallel)]
+    # Every rank runs the same number of micro batches, so that PP stages of one pipeline stay in step.
+    per_rank = math.ceil(len(flat) / parallel.dp)
+    count = max(1, math.ceil(per_rank / micro_batch_size))
+    filler = flat[0]  # a real example whose results are discarded keeps shapes and masks valid
+    padded = mine + [(-1, -1)] * (count * micro_batch_size - len(mine))
+    batches = []
+    for start in range(0, len(padded), micro_batch_size):
+        slots = padded[start : start + micro_batch_size]
+        examples = [rows.examples[i][j] if i >= 0 else rows.examples[filler[0]][filler[1]] for i, j in slots]
+        batch = collate_sft(examples, pad_id=pad_id, pad_to_multiple_of=seq_length, seq_length=seq_length)
+        batch["slots"] = slots
+        batches.append(batch)
+    return batches
+
+
+def score_examples(
+    model: torch.nn.Module,
+    rows: RewardRows,
+    *,
+    parallel: ParallelState,
+    micro_batch_size: int,
+    seq_length: int,
+    pad_id: int,
+    hidden_size: int,
+    with_embeddings: bool,
+) -> ScoredExamples:
+    """Run ``rows`` through the forward-only schedule in eval mode; return the all-reduced tables."""
+    from megatron.core.pipeline_parallel import get_forward_backward_func
+    from megatron.core.tensor_parallel import gather_from_sequence_parallel_region
+
+    n, l = rows.shape
+    device = parallel.device
+    nll = torch.zeros(n, l, dtype=torch.float64, device=device)
+    embeddings = torch.zeros(n, l, hidden_size if with_embeddings else 0, dtype=torch.float64, device=device)
+    present = torch.zeros(n, l, dtype=torch.bool)
+    for i, examples in enumerate(rows.examples):
+        present[i, : len(examples)] = True
+    batches = _micro_batches(rows, parallel, micro_batch_size, seq_length, pad_id)
+    gpt = _unwrap(model)
+    captured: list[torch.Tensor] = []
+    writes = parallel.is_last_stage and parallel.tp_rank == 0
+
+    def keep_hidden(_module, _inputs, output):
+        hidden = output[0] if isinstance(output, tuple) else output  # [s(/tp), b, h]
+        if gpt.config.sequence_parallel:
+            hidden = gather_from_sequence_parallel_region(hidden)  # [s, b, h]
+        captured.append(hidden)
+
+    def forward_step(data_iterator, _model):
+        batch = next(data_iterator)
+        output = _model(
+            input_ids=batch["tokens"].to(device),
+            position_ids=batch["position_ids"].to(device),
+            attention_mask=attention_mask_from_segments(batch["segment_ids"]).to(device),
+            labels=batch["labels"].to(device),
+        )
+        return output, lambda per_token_loss, non_loss_data=True: _record(batch, per_token_loss)
+
+    def _record(batch, per_token_loss):  # per_token_loss: [b, s]
+        loss_mask = batch["loss_mask"].to(device=device, dtype=torch.float64)  # [b, s]
+        row_nll = (per_token_loss.double() * loss_mask).sum(1) / loss_mask.sum(1).clamp(min=1)  # [b]
+        row_embedding = None
+        if with_embeddings:
+            hidden = captured.pop(0).transpose(0, 1).double()  # [b, s, h]
+            token_mask = (batch["segment_ids"] != 0).to(device=device, dtype=torch.float64)  # [b, s]
+            row_embedding = (hidden * token_mask.unsqueeze(-1)).sum(1) / token_mask.sum(1, keepdim=True)  # [b, h]
+        if writes:
+            for row, (i, j) in enumerate(batch["slots"]):
+                if i >= 0:
+                    nll[i, j] = row_nll[row]
+                    if row_embedding is not None:
+                        embeddings[i, j] = row_embedding[row]
+        return None
+
+    handle = gpt.decoder.register_forward_hook(keep_hidden) if (with_embeddings and parallel.is_last_stage) else None
+    was_training = model.training
+    toggles_pre_hook = getattr(getattr(model, "ddp_config", None), "overlap_param_gather", False)
+    model.eval()
+    if toggles_pre_hook:  # megatron-core: no param-gather pre-hook during forward-only passes
+        model.disable_forward_pre_hook()
+    try:
+        with torch.no_grad(), device_mode():
+            get_forward_backward_func()(
+                forward_step_func=forward_step,
+                data_iterator=iter(batches),
+                model=[model],
+                num_microbatches=len(batches),
+                seq_length=seq_length,
+                micro_batch_size=micro_batch_size,
+                forward_only=True,
+                collect_non_loss_data=True,
+            )
+    finally:
+        if handle is not None:
+            handle.remove()
+        if toggles_pre_hook:
+            model.enable_forward_pre_hook()
+        model.train(was_training)
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        dist.all_reduce(nll)
+        if with_embeddings:
+            dist.all_reduce(embeddings)
+    return ScoredExamples(
+        nll=nll.cpu(), embeddings=embeddings.cpu() if with_embeddings else None, present=present
+    )
+
+
+def pooled_dataset_embeddings(scored: ScoredExamples) -> torch.Tensor:
+    """Eq. 7: z_i = mean over dataset i's examples of e_j. Returns [N, H] float64."""
+    weights = scored.present.to(torch.float64).unsqueeze(-1)  # [N, L, 1]
+    return (scored.embeddings * weights).sum(1) / weights.sum(1)
+
+
+def gather_examples(datasets: Sequence, example_ids: Sequence[torch.Tensor]) -> RewardRows:
+    """The dataset items behind ``example_ids[i]`` (a LongTensor per dataset)."""
+    return RewardRows([[dataset[int(k)] for k in ids] for dataset, ids in zip(datasets, example_ids)])
