@@ -1,0 +1,72 @@
+"""Reading lm-eval's result files: per-task metrics and sample counts.
+
+lm-eval 0.4 writes `OUTPUT_PATH/<sanitized model name>/results_<timestamp>.json`; each run adds a new file,
+so the newest one is the run's result. Per task it holds `"<metric>,<filter>"` values and, under
+`n-samples`, the number of documents evaluated (`effective`, which `--limit` lowers).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from mos_nemo.errors import MosDataError
+
+
+def newest_results_file(bench_dir: Path) -> Path | None:
+    files = sorted(Path(bench_dir).glob("**/results_*.json"), key=lambda p: p.name)
+    return files[-1] if files else None
+
+
+def load_results(bench_dir: Path) -> dict | None:
+    """The newest lm-eval results under `bench_dir`, or None if the benchmark was not run."""
+    path = newest_results_file(bench_dir)
+    if path is None:
+        return None
+    try:
+        results = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise MosDataError(f"{path}: not a valid lm-eval results file ({err})") from err
+    results["_path"] = str(path)
+    return results
+
+
+def task_metric(results: dict, task: str, metric: str, filter_name: str = "none") -> tuple[float, int]:
+    """(value, number of samples) of one task's metric under one filter."""
+    key = f"{metric},{filter_name}"
+    row = results["results"].get(task, {})
+    if key not in row:
+        raise MosDataError(f"{results['_path']}: task {task!r} has no metric {key!r} (has {sorted(row)})")
+    counts = results.get("n-samples", {}).get(task)
+    n = counts["effective"] if counts else row.get("sample_len", 0)
+    return float(row[key]), int(n)
+
+
+def subtask_metrics(results: dict, prefix: str, metric: str, filter_name: str = "none") -> dict[str, tuple[float, int]]:
+    """{name without prefix: (value, n)} for every evaluated task whose name starts with `prefix`."""
+    return {
+        task[len(prefix) :]: task_metric(results, task, metric, filter_name)
+        for task in results.get("n-samples", {})
+        if task.startswith(prefix)
+    }
+
+
+def run_settings(results: dict) -> dict:
+    """Backend, batch size, dtype, seeds and versions that lm-eval recorded for the run."""
+    config = results.get("config", {})
+    model_args = config.get("model_args", {})
+    if isinstance(model_args, str):  # older lm-eval stores the raw "k=v,k=v" string
+        model_args = dict(kv.split("=", 1) for kv in model_args.split(",") if "=" in kv)
+    return {
+        "backend": config.get("model"),
+        "model_args": model_args,
+        "batch_size": config.get("batch_size"),
+        "dtype": model_args.get("dtype", config.get("model_dtype")),
+        "seed": config.get("random_seed"),
+        "fewshot_seed": config.get("fewshot_seed"),
+        "limit": config.get("limit"),
+        "gen_kwargs": config.get("gen_kwargs"),
+        "n_shot": results.get("n-shot"),
+        "lm_eval_version": results.get("lm_eval_version"),
+        "transformers_version": results.get("transformers_version"),
+    }

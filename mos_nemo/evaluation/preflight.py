@@ -1,0 +1,126 @@
+"""Checks that run before any benchmark, so a run fails in seconds with one clear line, not after hours.
+
+- `model DIR`: DIR is an HF model folder whose config, tokenizer and weights load: every parameter the
+  architecture expects is in the weight files with the right shape (read from safetensors headers, with
+  the model built on the meta device, so no weights are materialised).
+- `judge`: OPENAI_API_BASE and OPENAI_API_KEY are set and the judge server answers.
+- `server URL`: an OpenAI-compatible server (generation backend) answers.
+
+Usage: python -m mos_nemo.evaluation.preflight model DIR | judge | server URL
+Exit status 0 when the check passes; otherwise one line `preflight: ERROR: ...` and status 2.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from mos_nemo.errors import MosCheckpointError, MosConfigError, MosError
+
+
+def _weight_shapes(model_dir: Path) -> dict[str, tuple[int, ...]]:
+    """{tensor name: shape} over all safetensors shards (headers only) or torch .bin files."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    safetensors_files = sorted(model_dir.glob("*.safetensors"))
+    if safetensors_files:
+        from safetensors import safe_open
+
+        for path in safetensors_files:
+            try:
+                with safe_open(str(path), framework="pt") as f:
+                    for key in f.keys():
+                        shapes[key] = tuple(f.get_slice(key).get_shape())
+            except Exception as err:  # safetensors raises its own error types for corrupt headers
+                raise MosCheckpointError(f"{path}: unreadable safetensors file ({err})") from err
+        return shapes
+    import torch
+
+    for path in sorted(model_dir.glob("pytorch_model*.bin")):
+        try:
+            state = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+        except Exception as err:  # torch.load raises many types for a damaged pickle
+            raise MosCheckpointError(f"{path}: unreadable weights file ({err})") from err
+        shapes.update({k: tuple(v.shape) for k, v in state.items()})
+    if not shapes:
+        raise MosCheckpointError(f"{model_dir}: no *.safetensors or pytorch_model*.bin weight files")
+    return shapes
+
+
+def check_model(model_dir: Path) -> str:
+    """Raise MosCheckpointError unless `model_dir` is an HF causal-LM folder that loads; returns its type."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    model_dir = Path(model_dir)
+    if not (model_dir / "config.json").is_file():
+        raise MosCheckpointError(f"{model_dir}: no config.json, so not an HF model folder")
+    try:
+        config = AutoConfig.from_pretrained(model_dir)
+        AutoTokenizer.from_pretrained(model_dir)
+    except (OSError, ValueError, KeyError) as err:
+        raise MosCheckpointError(f"{model_dir}: config or tokenizer does not load ({err})") from err
+    shapes = _weight_shapes(model_dir)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    tied = {"lm_head.weight"} if getattr(config, "tie_word_embeddings", False) else set()
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items() if k not in tied}
+    missing = sorted(set(expected) - set(shapes))
+    wrong = sorted(k for k in expected if k in shapes and shapes[k] != expected[k])
+    if missing or wrong:
+        detail = [f"missing {missing[:3]}" if missing else "", f"wrong shape {wrong[:3]}" if wrong else ""]
+        raise MosCheckpointError(
+            f"{model_dir}: weights do not match its config.json ({'; '.join(d for d in detail if d)}); "
+            "re-export the checkpoint"
+        )
+    return config.model_type
+
+
+def check_server(base_url: str, api_key: str = "EMPTY", what: str = "server") -> None:
+    """Raise unless `base_url` (an OpenAI-compatible /v1 root) answers GET /models."""
+    request = urllib.request.Request(base_url.rstrip("/") + "/models", headers={"Authorization": f"Bearer {api_key}"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as err:
+        if err.code >= 500 or err.code in (401, 403):
+            raise MosConfigError(f"{what} {base_url} answered HTTP {err.code} to GET /models") from err
+    except (urllib.error.URLError, OSError, ValueError) as err:
+        raise MosConfigError(f"{what} {base_url} is unreachable ({err}); start it or fix the URL") from err
+
+
+def check_judge() -> None:
+    """The MT-bench judge: FastChat's openai<1 client reads OPENAI_API_BASE and OPENAI_API_KEY."""
+    base, key = os.environ.get("OPENAI_API_BASE"), os.environ.get("OPENAI_API_KEY")
+    if not base or not key:
+        raise MosConfigError(
+            "no MT-bench judge: set OPENAI_API_BASE (an OpenAI-compatible /v1 URL serving the judge under a "
+            "FastChat judge name such as gpt-4) and OPENAI_API_KEY, or run with MTBENCH=0 to skip MT-bench"
+        )
+    check_server(base, key, what="judge server (OPENAI_API_BASE)")
+
+
+def main(argv: list[str]) -> int:
+    try:
+        if len(argv) == 2 and argv[0] == "model":
+            print(f"preflight: model {argv[1]} loads ({check_model(Path(argv[1]))})")
+        elif argv == ["judge"]:
+            check_judge()
+            print(f"preflight: judge {os.environ['OPENAI_API_BASE']} answers")
+        elif len(argv) == 2 and argv[0] == "server":
+            check_server(argv[1])
+            print(f"preflight: server {argv[1]} answers")
+        else:
+            print(__doc__, file=sys.stderr)
+            return 2
+    except MosError as err:
+        print(f"preflight: ERROR: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,147 @@
+"""Tiny offline stand-ins for the evaluation inputs: a byte-level BPE tokenizer with a chat template, a
+random Llama saved as an HF folder, and MMLU/GSM8K/MATH-shaped datasets in the HF hub layout (one folder
+per config, parquet shards, a README whose YAML header declares the configs, as `cais/mmlu` has)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}<|end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+
+# Per split, the rows of each fixture config. Counts differ on purpose, so that weighting by sample
+# counts and plain averaging of accuracies give different numbers.
+MMLU_ROWS = {
+    "abstract_algebra": 3,  # Mathematics (paper Table 7)
+    "high_school_statistics": 2,  # Mathematics
+    "anatomy": 2,  # Medicine
+    "astronomy": 4,  # Others
+}
+GSM8K_TEST_ROWS = 3
+MATH_TEST_ROWS = {"algebra": 2, "geometry": 1}
+
+
+def build_tokenizer(out_dir: Path, corpus: list[str]):
+    """A byte-level BPE tokenizer trained on `corpus`, saved as a transformers fast tokenizer."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<unk>", "<s>", "</s>", "<pad>", "<|user|>", "<|assistant|>", "<|system|>", "<|end|>"]
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=600, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    tok.train_from_iterator(corpus, trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>"
+    )
+    fast.chat_template = CHAT_TEMPLATE
+    fast.save_pretrained(out_dir)
+    return fast
+
+
+def build_tiny_llama(out_dir: Path, corpus: list[str], seed: int = 0) -> Path:
+    """A 2-layer random Llama with the fixture tokenizer, saved as an HF folder (safetensors)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tok = build_tokenizer(out_dir, corpus)
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=16384,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        tie_word_embeddings=False,
+    )
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config)
+    model.generation_config.eos_token_id = tok.convert_tokens_to_ids("<|end|>")
+    model.save_pretrained(out_dir)
+    return out_dir
+
+
+def _write_hf_dataset(root: Path, configs: dict[str, dict[str, list[dict]]]) -> Path:
+    """Write {config: {split: rows}} as parquet shards plus the README header the hub uses."""
+    from datasets import Dataset
+
+    header = ["---", "configs:"]
+    for config, splits in configs.items():
+        header += [f"- config_name: {config}", "  data_files:"]
+        for split, rows in splits.items():
+            shard = root / config / f"{split}-00000-of-00001.parquet"
+            shard.parent.mkdir(parents=True, exist_ok=True)
+            Dataset.from_list(rows).to_parquet(str(shard))
+            header += [f"  - split: {split}", f"    path: {config}/{split}-*"]
+    header += ["---", "", "Test fixture."]
+    (root / "README.md").write_text("\n".join(header) + "\n")
+    return root
+
+
+def build_mmlu(root: Path) -> Path:
+    def row(subject: str, i: int) -> dict:
+        return {
+            "question": f"Question {i} about {subject.replace('_', ' ')}: which letter is right?",
+            "subject": subject,
+            "choices": [f"option {c} {i}" for c in "wxyz"],
+            "answer": (i * 3 + len(subject)) % 4,
+        }
+
+    configs = {
+        subject: {"test": [row(subject, i) for i in range(n)], "dev": [row(subject, 100)]}
+        for subject, n in MMLU_ROWS.items()
+    }
+    return _write_hf_dataset(root, configs)
+
+
+def build_gsm8k(root: Path) -> Path:
+    def row(i: int) -> dict:
+        a, b = 3 + i, 4 + 2 * i
+        return {
+            "question": f"Tom has {a} apples and buys {b} more. How many apples does he have?",
+            "answer": f"He has {a} + {b} = {a + b} apples.\n#### {a + b}",
+        }
+
+    return _write_hf_dataset(
+        root, {"main": {"train": [row(i) for i in range(5)], "test": [row(10 + i) for i in range(GSM8K_TEST_ROWS)]}}
+    )
+
+
+def build_math(root: Path) -> Path:
+    def row(kind: str, i: int) -> dict:
+        return {
+            "problem": f"Compute ${i} + {i + 1}$ in {kind}.",
+            "level": "Level 1",
+            "type": kind.capitalize(),
+            "solution": f"We add: ${i} + {i + 1} = \\boxed{{{2 * i + 1}}}$.",
+        }
+
+    configs = {
+        kind: {"train": [row(kind, i) for i in range(5)], "test": [row(kind, 20 + i) for i in range(n)]}
+        for kind, n in MATH_TEST_ROWS.items()
+    }
+    return _write_hf_dataset(root, configs)
+
+
+def corpus_for_tokenizer() -> list[str]:
+    """Text the fixture tokenizer is trained on: enough English and digits to give short token ids."""
+    lines = [
+        "The following are multiple choice questions (with answers) about algebra.",
+        "Question: Tom has 3 apples and buys 4 more. How many apples does he have? Answer: 7",
+        "Problem: Compute $1 + 2$. Answer: We add: $1 + 2 = \\boxed{3}$.",
+        "Compose an engaging travel blog post about a recent trip to Hawaii.",
+        "Write a persuasive email to convince your introverted friend to volunteer.",
+        "Solve the equation for x and explain each step of the reasoning.",
+    ]
+    return lines * 20 + [json.dumps({"k": i}) for i in range(50)]
