@@ -135,3 +135,14 @@ def test_missing_source_and_empty_folder_are_clear_errors(tmp_path):
         read_source(config(tmp_path / "nope.jsonl"))
     with pytest.raises(MosDataError, match="holds no .jsonl/.json/.parquet files"):
         read_source(config(tmp_path))
+
+
+def test_dataset_config_is_a_strict_hydra_structured_config():
+    from omegaconf import OmegaConf
+    from omegaconf.errors import ConfigKeyError
+
+    schema = OmegaConf.structured(DatasetConfig)
+    merged = OmegaConf.to_object(OmegaConf.merge(schema, {"name": "math", "source": "m.jsonl", "fraction": 0.1}))
+    assert merged == DatasetConfig(name="math", source="m.jsonl", fraction=0.1)
+    with pytest.raises(ConfigKeyError):
+        OmegaConf.merge(schema, {"nmae": "math"})
