@@ -3,7 +3,8 @@
 Formats (field names as in the public datasets):
 - instruction (Alpaca): `instruction`, optional `input`, `output`, optional `system`;
 - sharegpt: `conversations` = [{"from": human|user|gpt|assistant|system, "value": ...}, ...];
-- messages (OpenAI): `messages` = [{"role": system|user|assistant, "content": ...}, ...];
+- messages (OpenAI): `messages` = [{"role": system|user|assistant, "content": ...}, ...] (content may be a
+  string or a list of {"type": "text", "text": ...} parts);
 - prompt_completion: `prompt`, `completion`.
 Roles are normalised to system / user / assistant. A record with a missing or empty field, an unknown
 role or no assistant turn raises a RecordError (a MosDataError) naming its location; the loader turns it
@@ -56,13 +57,16 @@ def to_conversation(record: dict, format_name: str, where: str) -> Conversation:
     last_assistant = max((i for i, m in enumerate(conversation) if m["role"] == "assistant"), default=-1)
     if last_assistant < 0:
         raise RecordError(f"{where}: the conversation has no assistant turn, so nothing to learn from")
-    if conversation[0]["role"] == "assistant":
-        raise RecordError(f"{where}: the conversation starts with an assistant turn; it needs a prompt first")
+    first_turn = next(m["role"] for m in conversation if m["role"] != "system")
+    if first_turn == "assistant":
+        raise RecordError(f"{where}: the conversation starts with an assistant turn; it needs a user prompt first")
     return conversation[: last_assistant + 1]
 
 
 def _text(record: dict, key: str, where: str, optional: bool = False) -> str:
     value = record.get(key)
+    if isinstance(value, list) and value and all(isinstance(p, dict) and p.get("type") == "text" for p in value):
+        value = "".join(str(part.get("text", "")) for part in value)  # OpenAI content parts, text only
     if value is None and optional:
         return ""
     if not isinstance(value, str):

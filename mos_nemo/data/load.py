@@ -21,7 +21,7 @@ from mos_nemo.data.formats import RecordError, detect_format, to_conversation
 from mos_nemo.data.rng import keyed_generator
 from mos_nemo.data.sources import RawRecord, read_source, source_fingerprint
 from mos_nemo.data.spec import DatasetConfig, validate_dataset_configs
-from mos_nemo.data.tokenize import ChatRenderer, tokenize_conversations, truncate_example
+from mos_nemo.data.tokenize import ChatRenderer, tokenize_rendered, truncate_example
 from mos_nemo.errors import MosDataError, MosValueError
 
 log = logging.getLogger(__name__)
@@ -101,6 +101,16 @@ def subsample(records: list[RawRecord], config: DatasetConfig, seed: int) -> lis
     return [records[i] for i in chosen.tolist()]
 
 
+def _detect(records: list[RawRecord], skip_bad_lines: bool) -> str:
+    """The format of the first record whose keys name one (only the first when bad records are not skipped)."""
+    for record in records if skip_bad_lines else records[:1]:
+        try:
+            return detect_format(record.data, record.where)
+        except MosDataError:
+            continue
+    return detect_format(records[0].data, records[0].where)  # raises, naming the first record
+
+
 def _build_dataset(config: DatasetConfig, tokenizer, seq_length: int, seed: int) -> TokenizedDataset:
     report = read_source(config)
     if not report.records:
@@ -109,26 +119,26 @@ def _build_dataset(config: DatasetConfig, tokenizer, seq_length: int, seed: int)
                               if report.bad_lines else ""))
     records = subsample(report.records, config, seed)
     detected = config.format == "auto"
-    format_name = detect_format(records[0].data, records[0].where) if detected else config.format
+    format_name = _detect(records, config.skip_bad_lines) if detected else config.format
     stats = DatasetStats(config.name, format_name, detected, records_read=len(report.records),
                          bad_lines_skipped=report.bad_lines, records_subsampled=len(records),
                          first_skip_reason=report.first_bad)
-    conversations, wheres = [], []
+    renderer, rendered = ChatRenderer(tokenizer), []
     for record in records:
         try:
-            conversations.append(to_conversation(record.data, format_name, record.where))
-            wheres.append(record.where)
+            conversation = to_conversation(record.data, format_name, record.where)
+            rendered.append(renderer.text_and_response_spans(conversation, record.where))
         except RecordError as error:
             if not config.skip_bad_lines:
                 raise MosDataError(f"dataset {config.name!r} (format {format_name}): {error}. Fix the record, "
                                    "or set skip_bad_lines: true to skip and count such records") from error
             stats.bad_records_skipped += 1
             stats.first_skip_reason = stats.first_skip_reason or str(error)
-    if not conversations:
+    if not rendered:
         raise MosDataError(f"dataset {config.name!r}: all {len(records)} records were skipped as bad "
                            f"(first: {stats.first_skip_reason}); is format {format_name!r} right?")
     examples = []
-    for ids, mask in tokenize_conversations(tokenizer, ChatRenderer(tokenizer), conversations, wheres):
+    for ids, mask in tokenize_rendered(tokenizer, rendered):
         kept = truncate_example(ids, mask, seq_length)
         if kept is None:
             stats.dropped_no_response_after_truncation += 1

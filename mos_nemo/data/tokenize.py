@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mos_nemo.data.formats import Conversation
+from mos_nemo.data.formats import Conversation, RecordError
 from mos_nemo.errors import MosDataError
 
 PLAIN_ROLE_HEADERS = {"system": "### System:\n", "user": "### User:\n", "assistant": "### Assistant:\n"}
@@ -29,10 +29,13 @@ class ChatRenderer:
         self.tokenizer = tokenizer
         self.uses_plain_template = not getattr(tokenizer, "chat_template", None)
 
-    def render(self, conversation: Conversation, add_generation_prompt: bool) -> str:
+    def render(self, conversation: Conversation, add_generation_prompt: bool, where: str = "") -> str:
         if not self.uses_plain_template:
-            return self.tokenizer.apply_chat_template(
-                conversation, tokenize=False, add_generation_prompt=add_generation_prompt)
+            try:
+                return self.tokenizer.apply_chat_template(
+                    conversation, tokenize=False, add_generation_prompt=add_generation_prompt)
+            except Exception as error:  # jinja raises TemplateError, templates may raise anything
+                raise RecordError(f"{where}: the chat template rejects this conversation ({error})") from error
         eos = self.tokenizer.eos_token or ""
         parts = [self.tokenizer.bos_token or ""]
         for message in conversation:
@@ -44,13 +47,13 @@ class ChatRenderer:
 
     def text_and_response_spans(self, conversation: Conversation, where: str) -> tuple[str, list[tuple[int, int]]]:
         """The full text and the [start, end) character spans of every assistant turn."""
-        full = self.render(conversation, add_generation_prompt=False)
+        full = self.render(conversation, add_generation_prompt=False, where=where)
         spans = []
         for k, message in enumerate(conversation):
             if message["role"] != "assistant":
                 continue
-            prompt = self.render(conversation[:k], add_generation_prompt=True)
-            through_turn = self.render(conversation[: k + 1], add_generation_prompt=False)
+            prompt = self.render(conversation[:k], add_generation_prompt=True, where=where)
+            through_turn = self.render(conversation[: k + 1], add_generation_prompt=False, where=where)
             if not (full.startswith(through_turn) and through_turn.startswith(prompt)):
                 raise MosDataError(
                     f"{where}: the chat template does not render turn {k} as a prefix of the whole "
@@ -70,22 +73,25 @@ def response_mask_from_offsets(offsets: np.ndarray, spans: list[tuple[int, int]]
 
 
 def tokenize_conversations(tokenizer, renderer: ChatRenderer, conversations: list[Conversation],
-                           wheres: list[str], chunk_size: int = 512) -> list[tuple[np.ndarray, np.ndarray]]:
+                           wheres: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
     """(input_ids [s_i] int64, response mask [s_i] bool) for each conversation, untruncated."""
+    rendered = [renderer.text_and_response_spans(c, w) for c, w in zip(conversations, wheres)]
+    return tokenize_rendered(tokenizer, rendered)
+
+
+def tokenize_rendered(tokenizer, rendered: list[tuple[str, list[tuple[int, int]]]],
+                      chunk_size: int = 512) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Tokenise rendered texts (as the chat template does: no extra special tokens) and mask their spans."""
     results = []
-    for begin in range(0, len(conversations), chunk_size):
-        texts, all_spans = [], []
-        for conversation, where in zip(conversations[begin:begin + chunk_size], wheres[begin:begin + chunk_size]):
-            text, spans = renderer.text_and_response_spans(conversation, where)
-            texts.append(text)
-            all_spans.append(spans)
-        if getattr(tokenizer, "is_fast", False):
-            encoded = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
-            for ids, offsets, spans in zip(encoded["input_ids"], encoded["offset_mapping"], all_spans):
-                offsets = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)  # [s, 2]
-                results.append((np.asarray(ids, dtype=np.int64), response_mask_from_offsets(offsets, spans)))
-        else:
-            results.extend(_tokenize_pieces(tokenizer, text, spans) for text, spans in zip(texts, all_spans))
+    for begin in range(0, len(rendered), chunk_size):
+        chunk = rendered[begin:begin + chunk_size]
+        if not getattr(tokenizer, "is_fast", False):
+            results.extend(_tokenize_pieces(tokenizer, text, spans) for text, spans in chunk)
+            continue
+        encoded = tokenizer([text for text, _ in chunk], add_special_tokens=False, return_offsets_mapping=True)
+        for ids, offsets, (_, spans) in zip(encoded["input_ids"], encoded["offset_mapping"], chunk):
+            offsets = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)  # [s, 2]
+            results.append((np.asarray(ids, dtype=np.int64), response_mask_from_offsets(offsets, spans)))
     return results
 
 

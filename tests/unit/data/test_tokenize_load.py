@@ -164,3 +164,49 @@ def test_smollm2_tokenizer_folder_is_a_normal_hf_folder(smollm2_tokenizer):
     reloaded = AutoTokenizer.from_pretrained(folder)
     assert reloaded.chat_template == smollm2_tokenizer.chat_template and "<|im_start|>" in reloaded.chat_template
     assert json.loads((folder / "config.json").read_text())["model_type"] == "llama"
+
+
+def tokenizer_with_template(base, template: str):
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=base.backend_tokenizer, eos_token="<|im_end|>",
+                                        pad_token="<|im_end|>")
+    tokenizer.chat_template = template
+    return tokenizer
+
+
+def test_a_template_that_rejects_a_conversation_is_a_record_error(smollm2_tokenizer):
+    no_system = ("{% for m in messages %}{% if m['role'] == 'system' %}{{ raise_exception('no system role') }}"
+                 "{% endif %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+                 "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    tokenizer = tokenizer_with_template(smollm2_tokenizer, no_system)
+    source = str(FIXTURES / "instruction.jsonl")  # line 4 has a system prompt
+    with pytest.raises(MosDataError, match=r"instruction.jsonl:4: the chat template rejects.*no system role"):
+        load_sft_datasets([DatasetConfig(name="i", source=source)], tokenizer, 256, None)
+    [dataset] = load_sft_datasets([DatasetConfig(name="i", source=source, skip_bad_lines=True)], tokenizer, 256,
+                                  None)
+    assert dataset.stats.bad_records_skipped == 1 and len(dataset) == 5
+    runs = masked_runs(dataset[0]["loss_mask"])
+    assert [tokenizer.decode(dataset[0]["input_ids"][a:b]) for a, b in runs] == ["2 + 3 = 5.<|im_end|>"]
+
+
+def test_a_template_that_rewrites_earlier_turns_is_refused(smollm2_tokenizer):
+    last_marked = ("{% for m in messages %}<|im_start|>{{ m['role'] }}{% if loop.last %} (last){% endif %}\n"
+                   "{{ m['content'] }}<|im_end|>\n{% endfor %}"
+                   "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    tokenizer = tokenizer_with_template(smollm2_tokenizer, last_marked)
+    with pytest.raises(MosDataError, match=r"messages.jsonl:1: the chat template does not render turn 2 as a prefix"):
+        load_sft_datasets([DatasetConfig(name="m", source=str(FIXTURES / "messages.jsonl"))], tokenizer, 256, None)
+
+
+def test_auto_detection_skips_undetectable_records_when_asked(smollm2_tokenizer, tmp_path):
+    source = tmp_path / "mixed.jsonl"
+    rows = [{"text": "no format"},
+            {"messages": [{"role": "user", "content": [{"type": "text", "text": "Hi "}, {"type": "text",
+                                                                                     "text": "there"}]},
+                          {"role": "assistant", "content": "Hello!"}]}]
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(MosDataError, match=r"mixed.jsonl:1: cannot detect the format"):
+        load_sft_datasets([DatasetConfig(name="x", source=str(source))], smollm2_tokenizer, 256, None)
+    [dataset] = load_sft_datasets([DatasetConfig(name="x", source=str(source), skip_bad_lines=True)],
+                                  smollm2_tokenizer, 256, None)
+    assert dataset.stats.format == "messages" and dataset.stats.bad_records_skipped == 1
+    assert "<|im_start|>user\nHi there<|im_end|>" in smollm2_tokenizer.decode(dataset[0]["input_ids"])
