@@ -20,6 +20,7 @@ from hydra.errors import HydraException
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from mos_nemo.assets import cache_root
 from mos_nemo.data.spec import DatasetConfig
 from mos_nemo.errors import MosConfigError
 
@@ -73,7 +74,7 @@ class OptimConfig:
 
 @dataclass
 class DataConfig:
-    cache_dir: str = "~/.cache/mos_nemo"  # tokenized datasets and downloaded assets
+    cache_dir: Optional[str] = None  # tokenized datasets and built assets; null: $MOS_NEMO_CACHE or ~/.cache/mos_nemo
     pad_to_multiple_of: int = 8  # pad each micro batch to a multiple of this (fixed seq_length when pp > 1)
 
 
@@ -118,10 +119,12 @@ class MosConfig:
 
 
 def register_schema() -> None:
-    """Register ``MosConfig`` as ``mos_schema`` (every recipe extends it) and the ``${recipes_dir:}`` resolver."""
+    """Register ``MosConfig`` as ``mos_schema`` (every recipe extends it) and our two path resolvers."""
     ConfigStore.instance().store(name="mos_schema", node=MosConfig)
     if not OmegaConf.has_resolver("recipes_dir"):
         OmegaConf.register_new_resolver("recipes_dir", lambda: str(RECIPES_DIR))
+    if not OmegaConf.has_resolver("mos_cache"):  # ${mos_cache:demo_data/gsm8k.jsonl}: a file in the cache
+        OmegaConf.register_new_resolver("mos_cache", lambda relative: str(cache_root() / relative))
 
 
 def compose_config(config_name: str, overrides: list[str] = (), config_dir: str | Path | None = None) -> MosConfig:
@@ -152,8 +155,10 @@ def compose_config(config_name: str, overrides: list[str] = (), config_dir: str 
 
 def _describe(error: BaseException) -> str:
     """The innermost OmegaConf message with its key path, plus a hint on how to fix it."""
-    while error.__cause__ is not None and isinstance(error.__cause__, (HydraException, OmegaConfBaseException)):
-        error = error.__cause__
+    chain = [error]  # Hydra wraps OmegaConf's error (as cause or context); take the outermost with a key
+    while isinstance(chain[-1].__cause__ or chain[-1].__context__, (HydraException, OmegaConfBaseException)):
+        chain.append(chain[-1].__cause__ or chain[-1].__context__)
+    error = next((e for e in chain if getattr(e, "full_key", None)), error)
     key = getattr(error, "full_key", None)
     message = str(error).splitlines()[0] if str(error) else type(error).__name__
     if "not in" in message or "not in struct" in message:

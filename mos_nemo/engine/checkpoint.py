@@ -25,6 +25,7 @@ import os
 import random
 import shutil
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Optional
 
@@ -78,6 +79,31 @@ def _allocate_optimizer_state(optimizer) -> None:
                 state.setdefault("step", torch.tensor(0.0))
 
 
+@contextmanager
+def _keep_step_on_load(optimizer):
+    """megatron's fully_reshardable load copies every state key of a parameter from the checkpoint, but the
+    checkpoint has no per-parameter ``step`` (it travels in the param groups): keep the current one."""
+    patched = []
+    for part in getattr(optimizer, "chained_optimizers", [optimizer]):
+        original = getattr(part, "_set_main_param_and_optimizer_states", None)
+        if original is None:
+            continue
+
+        def set_states(model_param, tensors, part=part, original=original):
+            group_index, group_order = part.model_param_group_index_map[model_param]
+            main_param = part.optimizer.param_groups[group_index]["params"][group_order]
+            step = part.optimizer.state[main_param].get("step")
+            original(model_param, tensors if step is None else {**tensors, "step": step})
+
+        part._set_main_param_and_optimizer_states = set_states
+        patched.append(part)
+    try:
+        yield
+    finally:
+        for part in patched:
+            del part._set_main_param_and_optimizer_states  # back to the class method
+
+
 def _untie_step_tensors(optimizer) -> None:
     """One ``step`` tensor per parameter: AdamW increments it in place, once per parameter."""
     for torch_optimizer in _torch_optimizers(optimizer):
@@ -86,8 +112,15 @@ def _untie_step_tensors(optimizer) -> None:
                 state["step"] = state["step"].clone()
 
 
+def _unwrap(chunk: torch.nn.Module) -> torch.nn.Module:
+    """The GPTModel inside megatron's DDP wrapper: checkpoint keys do not depend on the wrapping."""
+    while hasattr(chunk, "module"):
+        chunk = chunk.module
+    return chunk
+
+
 def _sharded_state(model: list, optimizer, is_loading: bool) -> dict:
-    model_state = model[0].sharded_state_dict()
+    model_state = _unwrap(model[0]).sharded_state_dict()
     return {
         "model": model_state,
         "optimizer": optimizer.sharded_state_dict(model_state, is_loading=is_loading, metadata=SHARDING),
@@ -159,9 +192,9 @@ def load_checkpoint(folder: str | Path, model: list, optimizer, parallel: Parall
                                  "complete checkpoint; give a checkpoints/step_N folder or resume=auto")
     meta = json.loads(meta_path.read_text())
     _allocate_optimizer_state(optimizer)
-    with torch.no_grad(), device_mode():
+    with torch.no_grad(), device_mode(), _keep_step_on_load(optimizer):
         state = dist_checkpointing.load(_sharded_state(model, optimizer, is_loading=True), str(folder))
-        model[0].load_state_dict(state["model"])
+        _unwrap(model[0]).load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
     _untie_step_tensors(optimizer)
     same_layout = (meta["tp"], meta["pp"], meta["world_size"]) == (parallel.tp, parallel.pp, parallel.world_size)

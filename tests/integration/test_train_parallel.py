@@ -1,0 +1,92 @@
+"""The real entry point under torchrun over gloo: TP=2 and DP=2 train the tiny recipe, their step-1 loss equals
+the single-process loss within 1e-5, the loss goes down, and a TP=2 export loads in transformers and generates.
+Also: SIGTERM finishes the step, saves a checkpoint and exits 0."""
+
+import math
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from mos_nemo.logs import read_jsonl
+
+ROOT = Path(__file__).resolve().parents[2]
+TORCHRUN = str(Path(sys.executable).with_name("torchrun"))
+STEPS = 12
+
+
+def _launch(run_dir: Path, nproc: int, *overrides: str, timeout: int = 240) -> list[dict]:
+    command = [TORCHRUN, "--nproc-per-node", str(nproc), "--standalone", "mos_nemo/train.py",
+               "--config-name", "tiny_cpu", f"run.dir={run_dir}", f"train.max_steps={STEPS}", *overrides]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
+    return read_jsonl(run_dir / "train.jsonl")
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory):
+    return _launch(tmp_path_factory.mktemp("tp1"), 1)
+
+
+def _goes_down(records: list[dict]) -> bool:
+    losses = [r["loss"] for r in records]
+    return sum(losses[-3:]) / 3 < sum(losses[:3]) / 3 - 0.5
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_tensor_parallel_matches_single_process_and_exports(single, tmp_path):
+    tp2 = _launch(tmp_path / "tp2", 2, "parallel.tp=2", "checkpoint.export_hf=true")
+    assert [r["dataset"] for r in tp2] == [r["dataset"] for r in single]
+    assert abs(tp2[0]["loss"] - single[0]["loss"]) < 1e-5
+    assert _goes_down(tp2) and _goes_down(single)
+
+    import transformers
+
+    folder = tmp_path / "tp2" / "hf"
+    model = transformers.AutoModelForCausalLM.from_pretrained(folder)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "Compute 2 + 3."}],
+                                           add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    with torch.no_grad():
+        out = model.generate(**prompt, min_new_tokens=5, max_new_tokens=5, do_sample=False)
+        assert out.shape[1] == prompt["input_ids"].shape[1] + 5
+        # the exported weights are the trained ones: an untrained model scores about log(vocab) per token
+        example = tokenizer.apply_chat_template(
+            [{"role": "user", "content": "Compute 12 + 30."}, {"role": "assistant", "content": "12 + 30 = 42"}],
+            return_tensors="pt", return_dict=True)
+        loss = model(**example, labels=example["input_ids"]).loss.item()
+    assert loss < math.log(model.config.vocab_size) - 1.0
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_data_parallel_matches_single_process(single, tmp_path):
+    dp2 = _launch(tmp_path / "dp2", 2)
+    assert [r["dataset"] for r in dp2] == [r["dataset"] for r in single]
+    assert [r["tokens"] for r in dp2] == [r["tokens"] for r in single]
+    assert abs(dp2[0]["loss"] - single[0]["loss"]) < 1e-5
+    assert _goes_down(dp2)
+
+
+@pytest.mark.slow
+def test_sigterm_finishes_the_step_saves_and_exits_zero(tmp_path):
+    command = [sys.executable, "mos_nemo/train.py", "--config-name", "tiny_cpu", f"run.dir={tmp_path}",
+               "train.max_steps=100000", "checkpoint.every=0"]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 180
+    while not read_jsonl(tmp_path / "train.jsonl") and time.time() < deadline:
+        time.sleep(0.5)
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 0, output[-4000:]
+    steps = [r["step"] for r in read_jsonl(tmp_path / "train.jsonl")]
+    latest = (tmp_path / "checkpoints" / "latest").read_text().strip()
+    assert latest == f"step_{steps[-1]:07d}"
+    assert (tmp_path / "checkpoints" / latest / "meta.json").is_file()
+    assert not list((tmp_path / "checkpoints").glob("*.partial"))
+    assert "stopped by a signal" in output
