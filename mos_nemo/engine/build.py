@@ -4,7 +4,10 @@ optimizer, schedule and the mixing hook. Each function builds one thing; ``loop.
 
 from __future__ import annotations
 
+import hashlib
 import math
+import os
+import shutil
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
@@ -18,7 +21,7 @@ from mos_nemo.config_checks import ASSET_PREFIX
 from mos_nemo.data import ReweightableBlend, TokenizedDataset, load_sft_datasets
 from mos_nemo.engine.model import build_model, load_hf_config
 from mos_nemo.engine.parallel import ParallelState
-from mos_nemo.engine.tiny import tiny_hf_config
+from mos_nemo.engine.tiny import tiny_hf_config, tiny_hf_model
 from mos_nemo.errors import MosConfigError
 from mos_nemo.mixing import MixtureOfSkills, temperature_prior
 
@@ -84,7 +87,7 @@ def build_blend(config: MosConfig, datasets: list[TokenizedDataset], parallel: P
 
 
 def build_hf_config(config: MosConfig, tokenizer, parallel: ParallelState):
-    """The HF config of the model: from ``model.hf_path``, or a tiny random one sized to the tokenizer."""
+    """(HF config, HF weights folder): ``model.hf_path``, or a tiny random model sized to the tokenizer."""
     if config.model.config is None:
         with rank_zero_first(parallel):
             folder = resolve_path(config.model.hf_path, config.data.cache_dir, with_weights=True)
@@ -98,7 +101,25 @@ def build_hf_config(config: MosConfig, tokenizer, parallel: ParallelState):
                              f"{len(tokenizer)} tokens; raise it or leave it out")
     for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
         overrides.setdefault(key, getattr(tokenizer, key))
-    return tiny_hf_config(family, **overrides), None
+    hf_config = tiny_hf_config(family, **overrides)
+    with rank_zero_first(parallel):
+        folder = tiny_model_folder(hf_config, config.run.seed, config.data.cache_dir)
+    return hf_config, folder
+
+
+def tiny_model_folder(hf_config, seed: int, cache_dir: Optional[str]) -> Path:
+    """The random tiny model as an HF folder (made once per config and seed), so that its initial weights
+    are the same for every TP/PP layout: they are loaded like pretrained weights, not drawn per stage."""
+    from mos_nemo.assets import cache_root
+
+    key = hashlib.sha256(f"{hf_config.to_json_string(use_diff=False)}|{seed}".encode()).hexdigest()[:16]
+    folder = cache_root(cache_dir) / "tiny_models" / f"{hf_config.model_type}-{key}"
+    if not (folder / "config.json").is_file():
+        partial = folder.with_name(f"{folder.name}.{os.getpid()}.partial")
+        tiny_hf_model(hf_config, seed).save_pretrained(partial)
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(partial, folder)
+    return folder
 
 
 def build_training_model(config: MosConfig, hf_config, hf_folder: Optional[Path], parallel: ParallelState):

@@ -68,7 +68,7 @@ class Trainer:
         self.max_steps = build.total_steps(config, self.datasets)
         self.blend = build.build_blend(config, self.datasets, parallel)
         self.hf_config, hf_folder = build.build_hf_config(config, self.tokenizer, parallel)
-        self.tokenizer_dir = hf_folder or tokenizer_dir
+        self.tokenizer_dir = tokenizer_dir
         model = build.build_training_model(config, self.hf_config, hf_folder, parallel)
         use_distributed = config.parallel.distributed_optimizer
         self.model = wrap_for_training(model, use_distributed)
@@ -128,9 +128,10 @@ class Trainer:
         draw = self.blend.draw()
         train = self.config.train
         pad_multiple = self.config.data.pad_to_multiple_of * (self.parallel.tp if torch.cuda.is_available() else 1)
+        if self.parallel.pp > 1:  # the pipeline sends [s, b, h] tensors of one fixed shape between stages
+            pad_multiple = train.seq_length
         micro_batches = local_micro_batches(
-            draw, self.datasets, train.micro_batch_size, self.pad_id,
-            seq_length=train.seq_length if self.parallel.pp > 1 else None,  # PP needs one fixed shape
+            draw, self.datasets, train.micro_batch_size, self.pad_id, seq_length=train.seq_length,
             pack=train.pack, pad_to_multiple_of=pad_multiple,
         )
         if torch.cuda.is_available():

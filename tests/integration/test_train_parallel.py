@@ -29,7 +29,10 @@ def _launch(run_dir: Path, nproc: int, *overrides: str, timeout: int = 240) -> l
 
 @pytest.fixture(scope="module")
 def single(tmp_path_factory):
-    return _launch(tmp_path_factory.mktemp("tp1"), 1)
+    run_dir = tmp_path_factory.mktemp("tp1")
+    records = _launch(run_dir, 1)
+    records[0]["_run_dir"] = str(run_dir)
+    return records
 
 
 def _goes_down(records: list[dict]) -> bool:
@@ -90,3 +93,24 @@ def test_sigterm_finishes_the_step_saves_and_exits_zero(tmp_path):
     assert (tmp_path / "checkpoints" / latest / "meta.json").is_file()
     assert not list((tmp_path / "checkpoints").glob("*.partial"))
     assert "stopped by a signal" in output
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_pipeline_parallel_matches_single_process(single, tmp_path):
+    pp2 = _launch(tmp_path / "pp2", 2, "parallel.pp=2")
+    assert [r["dataset"] for r in pp2] == [r["dataset"] for r in single]
+    assert abs(pp2[0]["loss"] - single[0]["loss"]) < 1e-5
+    assert _goes_down(pp2)
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_resume_with_another_layout_reshards(single, tmp_path):
+    """A TP=1 checkpoint (model and distributed-optimizer state) resumed at TP=2 continues the same run."""
+    checkpoint = Path(single[0]["_run_dir"]) / "checkpoints" / "step_0000010"
+    resumed = _launch(tmp_path / "tp2", 2, "parallel.tp=2", f"checkpoint.resume={checkpoint}")
+    assert [r["step"] for r in resumed] == [11, 12]
+    for mine, theirs in zip(resumed, single[10:]):
+        assert mine["dataset"] == theirs["dataset"]
+        assert abs(mine["loss"] - theirs["loss"]) < 1e-4
