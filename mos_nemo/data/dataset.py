@@ -112,7 +112,11 @@ def load_cache(folder: Path) -> TokenizedDataset | None:
     """The cached dataset in `folder` (memory-mapped), or None when there is none."""
     if not (folder / "stats.json").exists():
         return None
-    stats = DatasetStats(**json.loads((folder / "stats.json").read_text()))
+    try:
+        stats = DatasetStats(**json.loads((folder / "stats.json").read_text()))
+    except (TypeError, ValueError):  # written by another version of this code: rebuild it
+        shutil.rmtree(folder, ignore_errors=True)
+        return None
     stats.cache_hit = True
     return TokenizedDataset(stats.name, np.load(folder / "input_ids.npy", mmap_mode="r"),
                             np.load(folder / "loss_mask.npy", mmap_mode="r"),
