@@ -17,16 +17,20 @@ ensure_judge_venv() {  # VENV MAIN_PYTHON JUDGE_MODEL LOG
     main_site="$("$main_py" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
     judge_site="$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
     echo "$main_site" >"$judge_site/zz_mos_nemo_main_venv.pth"
+    rm -f "$venv/fastchat_judge_names.txt"
     echo "$JUDGE_REQUIREMENTS" >"$venv/.installed"
   fi
-  "$venv/bin/python" - "$judge" >>"$logf" 2>&1 <<'PY' || { echo "run_all: ERROR: JUDGE_MODEL=$judge is not a judge name FastChat accepts, or FastChat does not import (see $logf: $(tail -n 1 "$logf"))" >&2; exit 2; }
-import sys
-import openai
-from fastchat.model.model_adapter import OPENAI_MODEL_LIST
-assert openai.__version__.startswith("0."), openai.__version__
-if sys.argv[1] not in OPENAI_MODEL_LIST:
-    sys.exit(f"judge {sys.argv[1]!r} not in FastChat's OPENAI_MODEL_LIST {OPENAI_MODEL_LIST}: serve the judge under one of them")
-PY
+  # FastChat accepts only judge names from its OPENAI_MODEL_LIST; read it once (importing FastChat takes
+  # seconds, as it imports torch) and keep it beside the venv.
+  local names="$venv/fastchat_judge_names.txt"
+  if [[ ! -s "$names" ]]; then
+    "$venv/bin/python" -c 'import openai; assert openai.__version__.startswith("0."), openai.__version__
+from fastchat.model.model_adapter import OPENAI_MODEL_LIST; print("\n".join(OPENAI_MODEL_LIST))' >"$names.tmp" 2>>"$logf" \
+      && mv "$names.tmp" "$names" \
+      || { echo "run_all: ERROR: FastChat does not import in $venv (see $logf: $(tail -n 1 "$logf"))" >&2; exit 2; }
+  fi
+  grep -qxF "$judge" "$names" \
+    || { echo "run_all: ERROR: JUDGE_MODEL=$judge is not a judge name FastChat accepts ($(tr '\n' ' ' <"$names")); serve the judge under one of them" >&2; exit 2; }
 }
 
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then

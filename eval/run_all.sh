@@ -23,7 +23,7 @@
 #   EVAL_DATA_DIR     folder with mmlu/, gsm8k/, hendrycks_math/ in the HF hub layout, read offline []
 #   EVAL_CHAT_TEMPLATE=1  lm-eval prompts through the chat template [0: plain prompts]
 #   LM_EVAL_EXTRA_ARGS extra lm_eval arguments, e.g. "--gen_kwargs max_gen_toks=256" []
-#   BENCHMARKS        lm-eval benchmarks to run ["mmlu gsm8k hendrycks_math"]
+#   BENCHMARKS        lm-eval benchmarks to run, "" for none ["mmlu gsm8k hendrycks_math"]
 #   MTBENCH           1 | 0 [1]   MTBENCH_QUESTION_IDS "81,82" [all 80]   MTBENCH_MAX_NEW_TOKENS [1024]
 #   MODEL_ID          name of the answers and judgments [basename of CKPT]
 #   OPENAI_API_BASE, OPENAI_API_KEY  the judge (OpenAI-compatible), required when MTBENCH=1
@@ -70,7 +70,7 @@ EVAL_DEVICE="${EVAL_DEVICE:-$("$PYTHON" -c 'import torch; print("cuda" if torch.
 if [[ -z "${EVAL_DTYPE:-}" || "${EVAL_DTYPE}" == auto ]]; then
   if [[ "$EVAL_DEVICE" == cpu ]]; then EVAL_DTYPE=float32; else EVAL_DTYPE=bfloat16; fi
 fi
-BENCHMARKS="${BENCHMARKS:-mmlu gsm8k hendrycks_math}"
+BENCHMARKS="${BENCHMARKS-mmlu gsm8k hendrycks_math}"
 MTBENCH="${MTBENCH:-1}"
 JUDGE_MODEL="${JUDGE_MODEL:-gpt-4}"
 JUDGE_VENV="${JUDGE_VENV:-$HERE/.venv-judge}"

@@ -114,14 +114,17 @@ def _torch_dtype(name: str, device: str):
     return getattr(torch, name)
 
 
+def unanswered(questions: list[dict], out_path: Path) -> list[dict]:
+    """The questions that have no answer line in `out_path` yet."""
+    done = {row["question_id"] for row in read_jsonl(out_path)} if out_path.exists() else set()
+    return [q for q in questions if q["question_id"] not in done]
+
+
 def answer_questions(generator, questions: list[dict], model_id: str, out_path: Path) -> int:
     """Append answers for questions not yet in `out_path`; returns how many were generated."""
-    done = {row["question_id"] for row in read_jsonl(out_path)} if out_path.exists() else set()
     out_path.parent.mkdir(parents=True, exist_ok=True)
     generated = 0
-    for question in questions:
-        if question["question_id"] in done:
-            continue
+    for question in unanswered(questions, out_path):
         temperature = CATEGORY_TEMPERATURE.get(question["category"], 0.7)
         messages, turns = [], []
         for turn_index, text in enumerate(question["turns"]):
@@ -155,13 +158,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-new-tokens", type=int, default=1024)
     parser.add_argument("--seed", type=int, default=1234)
     args = parser.parse_args(argv)
+    todo = unanswered(read_jsonl(args.questions), args.out)
+    if not todo:
+        print(f"mtbench_answers: every question already answered in {args.out}")
+        return
     if args.backend == "openai":
         if not args.base_url:
             raise MosValueError("--backend openai needs --base-url (EVAL_BASE_URL in run_all.sh)")
         generator = OpenAIChatGenerator(args.base_url, args.served_model or args.model, args.max_new_tokens, args.seed)
     else:
         generator = HFChatGenerator(args.model, args.dtype, args.max_new_tokens, args.seed)
-    count = answer_questions(generator, read_jsonl(args.questions), args.model_id, args.out)
+    count = answer_questions(generator, todo, args.model_id, args.out)
     print(f"mtbench_answers: {count} new answers in {args.out}")
 
 

@@ -5,7 +5,13 @@ per config, parquet shards, a README whose YAML header declares the configs, as 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+RUN_ALL = REPO / "eval" / "run_all.sh"
 
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}<|end|>\n{% endfor %}"
@@ -145,3 +151,14 @@ def corpus_for_tokenizer() -> list[str]:
         "Solve the equation for x and explain each step of the reasoning.",
     ]
     return lines * 20 + [json.dumps({"k": i}) for i in range(50)]
+
+
+def run_all(ckpt: Path, out: Path, **env_overrides: str) -> subprocess.CompletedProcess:
+    """eval/run_all.sh CKPT OUT with the test's environment (judge variables removed unless given)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_BASE", "OPENAI_API_KEY")}
+    env.update(PYTHON=sys.executable, **env_overrides)
+    return subprocess.run(["bash", str(RUN_ALL), str(ckpt), str(out)], env=env, capture_output=True, text=True)
+
+
+def error_lines(done: subprocess.CompletedProcess) -> list[str]:
+    return [line for line in done.stderr.splitlines() if "ERROR" in line]
