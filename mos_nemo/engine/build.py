@@ -142,8 +142,12 @@ def build_training_model(config: MosConfig, hf_config, hf_folder: Optional[Path]
 
 
 def build_mixing_hook(config: MosConfig, datasets: list[TokenizedDataset], model_config, pad_id: int,
-                      parallel: ParallelState):
-    """The callback that rewrites the blend's weights every ``mixing.update_every`` steps (None: static)."""
+                      parallel: ParallelState, hf_folder: Optional[Path] = None):
+    """The callback that rewrites the blend's weights every ``mixing.update_every`` steps (None: static).
+
+    With ``mixing.reward=diff`` and ``mixing.reference=live`` it also builds theta0: a second, frozen model
+    with the same initial weights (the paper's way; ``pool`` avoids holding it).
+    """
     if config.mixing.strategy == "static":
         return None
     from mos_nemo.engine.reward_hook import MosRewardHook, ScoringSetup
@@ -154,10 +158,12 @@ def build_mixing_hook(config: MosConfig, datasets: list[TokenizedDataset], model
                           p_min=mixing.p_min, seed=config.run.seed, names=names)
     setup = ScoringSetup(parallel=parallel, micro_batch_size=config.train.micro_batch_size,
                          seq_length=config.train.seq_length, pad_id=pad_id, hidden_size=model_config.hidden_size)
+    reference_model = None
     if mixing.reward == "diff" and mixing.reference == "live":
-        raise MosConfigError("mixing.reference=live: a frozen theta0 copy is not wired into the loop yet; "
-                             "use mixing.reference=pool")
+        reference_model = build_training_model(config, model_config, hf_folder, parallel).eval()
+        reference_model.requires_grad_(False)
     return MosRewardHook(mos, datasets, setup, reward=mixing.reward, reward_batch=mixing.reward_batch,
                          update_every=mixing.update_every, seed=config.run.seed,
                          target=names.index(mixing.target) if mixing.target else None,
-                         reference=mixing.reference, reference_pool=mixing.reference_pool)
+                         reference=mixing.reference, reference_pool=mixing.reference_pool,
+                         reference_model=reference_model)

@@ -75,7 +75,8 @@ class Trainer:
         bf16 = build.params_dtype(config) == torch.bfloat16
         self.optimizer = build_optimizer(self.model, config.optim, use_distributed, bf16)
         self.schedule = LinearSchedule.from_config(config.optim, self.max_steps)
-        self.mixing = build.build_mixing_hook(config, self.datasets, self.hf_config, self.pad_id, parallel)
+        self.mixing = build.build_mixing_hook(config, self.datasets, self.hf_config, self.pad_id, parallel,
+                                              hf_folder)
         self.step = 0
         self.logger: Optional[RunLogger] = None
 

@@ -1,0 +1,118 @@
+"""The reward hook on a real tiny megatron-core model (one gloo rank in a spawned process):
+- at step 0 (theta = theta0) Diff rewards are exactly 1 for every dataset, with the reference pool;
+- CosSim from our hook equals the same formula computed with HF transformers on the exported model (1e-4);
+- a non-finite reward skips the update without stopping training."""
+
+import math
+
+import pytest
+import torch
+
+from tests.distributed import run_distributed
+
+BASE = ["mixing.strategy=mos", "mixing.reward_batch=4", "mixing.reference_pool=12", "checkpoint.every=0",
+        "checkpoint.save_final=false"]
+
+
+def _trainer(run_dir: str, *overrides: str):
+    from mos_nemo.config import compose_config
+    from mos_nemo.engine.loop import Trainer
+    from mos_nemo.engine.parallel import initialize_parallel
+
+    config = compose_config("tiny_cpu", [f"run.dir={run_dir}", *BASE, *overrides])
+    parallel = initialize_parallel(config.parallel.tp, config.parallel.pp, config.run.seed)
+    return Trainer(config, parallel)
+
+
+def _diff_at_step0(run_dir: str, reference: str):
+    from mos_nemo.engine.parallel import destroy_parallel
+
+    trainer = _trainer(run_dir, "mixing.reward=diff", f"mixing.reference={reference}")
+    trainer.mixing.prepare(trainer.model[0])
+    rewards = [trainer.mixing.compute_raw_rewards(trainer.model[0], step) for step in (0, 1)]
+    destroy_parallel()
+    return [r.tolist() for r in rewards]  # plain lists: tensors cannot outlive the spawned rank
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("reference", ["pool", "live"])
+def test_diff_reward_is_exactly_one_before_training(tmp_path, reference):
+    rewards = run_distributed(_diff_at_step0, 1, str(tmp_path), reference)[0]
+    for reward in rewards:  # two different reward mini-batches, same untouched model
+        assert reward == [1.0, 1.0, 1.0]
+
+
+def _cossim_hook_and_export(run_dir: str):
+    from mos_nemo.data import reward_example_ids
+    from mos_nemo.engine.hf_weights import export_hf
+    from mos_nemo.engine.parallel import destroy_parallel
+
+    trainer = _trainer(run_dir, "mixing.reward=cossim", "train.max_steps=3", "mixing.update_every=100")
+    trainer.run()  # a few real training steps, so the model is no longer its random init
+    step = 7
+    rewards = trainer.mixing.compute_raw_rewards(trainer.model[0], step)
+    export_hf(trainer.model[0].module, trainer.hf_config, f"{run_dir}/hf", tokenizer_dir=trainer.tokenizer_dir)
+    examples = [
+        [ds[int(k)]["input_ids"].tolist() for k in reward_example_ids(len(ds), 4, trainer.config.run.seed, step, i)]
+        for i, ds in enumerate(trainer.datasets)
+    ]
+    destroy_parallel()
+    return rewards.tolist(), examples
+
+
+@pytest.mark.slow
+def test_cossim_hook_matches_hf_transformers_on_the_exported_model(tmp_path):
+    import transformers
+
+    from mos_nemo.mixing import cossim_reward
+
+    rewards, examples = run_distributed(_cossim_hook_and_export, 1, str(tmp_path))[0]
+    model = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf", torch_dtype=torch.float32).eval()
+    pooled = []
+    with torch.no_grad():
+        for dataset in examples:
+            # e_j: mean over the example's tokens of the last hidden state after the final norm (Eq. 7)
+            e = [model.model(input_ids=torch.tensor([ids])).last_hidden_state[0].double().mean(0) for ids in dataset]
+            pooled.append(torch.stack(e).mean(0))
+    expected = cossim_reward(torch.stack(pooled))
+    assert float((torch.tensor(rewards, dtype=torch.float64) - expected).abs().max()) < 1e-4
+    assert not torch.allclose(expected, torch.ones(3, dtype=torch.float64))  # datasets really differ
+
+
+def _training_with_nan_rewards(run_dir: str):
+    from mos_nemo.engine.parallel import destroy_parallel
+    from mos_nemo.engine.reward_hook import MosRewardHook
+
+    trainer = _trainer(run_dir, "mixing.reward=cossim", "train.max_steps=6", "mixing.update_every=2")
+    real = MosRewardHook.compute_raw_rewards
+    # fault injection around the real reward: the second update sees a NaN for one dataset
+    calls = []
+
+    def flaky(self, model, step):
+        rewards = real(self, model, step)
+        calls.append(step)
+        if len(calls) == 2:
+            rewards[1] = math.nan
+        return rewards
+
+    MosRewardHook.compute_raw_rewards = flaky
+    try:
+        last = trainer.run()
+    finally:
+        MosRewardHook.compute_raw_rewards = real
+    state = (trainer.mixing.mos.num_updates, trainer.mixing.mos.num_skipped)
+    destroy_parallel()
+    return last, state
+
+
+@pytest.mark.slow
+def test_non_finite_reward_skips_the_update_and_training_goes_on(tmp_path):
+    from mos_nemo.logs import read_jsonl
+
+    last, (updates, skipped) = run_distributed(_training_with_nan_rewards, 1, str(tmp_path))[0]
+    assert last == 6 and (updates, skipped) == (2, 1)
+    mixture = read_jsonl(tmp_path / "mixture.jsonl")
+    assert [r["step"] for r in mixture] == [0, 2, 4, 6]
+    assert mixture[2]["weights"] == mixture[1]["weights"]  # the skipped update kept p
+    assert mixture[3]["weights"] != mixture[2]["weights"]
+    assert len(read_jsonl(tmp_path / "train.jsonl")) == 6
