@@ -80,12 +80,15 @@ def test_data_parallel_matches_single_process(single, tmp_path):
 def test_sigterm_finishes_the_step_saves_and_exits_zero(tmp_path):
     command = [sys.executable, "mos_nemo/train.py", "--config-name", "tiny_cpu", f"run.dir={tmp_path}",
                "train.max_steps=100000", "checkpoint.every=0"]
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.time() + 180
-    while not read_jsonl(tmp_path / "train.jsonl") and time.time() < deadline:
-        time.sleep(0.5)
-    process.send_signal(signal.SIGTERM)
-    output, _ = process.communicate(timeout=120)
+    log = tmp_path / "output.log"  # a file, not a pipe: a full pipe would block the trainer
+    with open(log, "w") as output_file:
+        process = subprocess.Popen(command, cwd=ROOT, stdout=output_file, stderr=subprocess.STDOUT)
+        deadline = time.time() + 180
+        while not read_jsonl(tmp_path / "train.jsonl") and time.time() < deadline and process.poll() is None:
+            time.sleep(0.5)
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=120)
+    output = log.read_text()
     assert process.returncode == 0, output[-4000:]
     steps = [r["step"] for r in read_jsonl(tmp_path / "train.jsonl")]
     latest = (tmp_path / "checkpoints" / "latest").read_text().strip()
