@@ -109,7 +109,8 @@ def prepare_judge_workdir(workdir: Path, data_dir: Path, questions: list[dict], 
     with open(bench / "question.jsonl", "w") as f:
         f.writelines(json.dumps(q) + "\n" for q in questions)
     # FastChat looks reference answers up under the judge's name; the references themselves are GPT-4's.
-    shutil.copyfile(Path(data_dir) / "reference_answer" / "gpt-4.jsonl", bench / "reference_answer" / f"{judge_model}.jsonl")
+    reference = Path(data_dir) / "reference_answer" / "gpt-4.jsonl"
+    shutil.copyfile(reference, bench / "reference_answer" / f"{judge_model}.jsonl")
     shutil.copyfile(Path(data_dir) / "judge_prompts.jsonl", Path(workdir) / "data" / "judge_prompts.jsonl")
     return bench
 

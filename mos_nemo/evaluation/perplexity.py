@@ -113,5 +113,6 @@ def ppl_rows(base: str, finetuned: str, datasets: dict[str, Path], max_examples:
 
 def render_table5(rows: list[PplRow]) -> str:
     lines = ["| dataset | n | PPL_θ0 | PPL_θ | Δ |", "|---|---:|---:|---:|---:|"]
-    lines += [f"| {r.dataset} | {r.n_examples} | {r.ppl_base:.2f} | {r.ppl_finetuned:.2f} | {r.delta:.2f} |" for r in rows]
+    for r in rows:
+        lines.append(f"| {r.dataset} | {r.n_examples} | {r.ppl_base:.2f} | {r.ppl_finetuned:.2f} | {r.delta:.2f} |")
     return "\n".join(lines)

@@ -29,7 +29,8 @@ def prepare_mtbench(out: Path, judge: str, question_ids: str = "") -> Path:
 
 def judgments_complete(out: Path, judge: str, model_id: str) -> bool:
     bench = out / "mtbench" / "data" / "mt_bench"
-    return is_complete(bench / "model_judgment" / f"{judge}_single.jsonl", model_id, read_jsonl(bench / "question.jsonl"))
+    judgments = bench / "model_judgment" / f"{judge}_single.jsonl"
+    return is_complete(judgments, model_id, read_jsonl(bench / "question.jsonl"))
 
 
 def write_config(out: Path, pairs: list[str]) -> dict:

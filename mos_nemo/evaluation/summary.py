@@ -67,7 +67,8 @@ def mmlu_section(results: dict | None) -> dict:
 def gsm8k_section(results: dict | None, filter_name: str) -> dict:
     if results is None:
         return {"evaluated": False}
-    scores = {f: lm_results.task_metric(results, "gsm8k", "exact_match", f) for f in ("strict-match", "flexible-extract")}
+    filters = ("strict-match", "flexible-extract")
+    scores = {f: lm_results.task_metric(results, "gsm8k", "exact_match", f) for f in filters}
     return {
         "evaluated": True,
         "exact_match": _pct(scores[filter_name][0]),
@@ -111,7 +112,8 @@ def summarize(out: Path, gsm8k_filter: str = "strict-match") -> dict:
     config_path = out / "run_config.json"
     run_config = json.loads(config_path.read_text()) if config_path.is_file() else {}
     lm = {name: lm_results.load_results(out / "lm_eval" / name) for name in ("mmlu", "gsm8k", "hendrycks_math")}
-    mmlu, gsm8k, maths = mmlu_section(lm["mmlu"]), gsm8k_section(lm["gsm8k"], gsm8k_filter), math_section(lm["hendrycks_math"])
+    mmlu, gsm8k = mmlu_section(lm["mmlu"]), gsm8k_section(lm["gsm8k"], gsm8k_filter)
+    maths = math_section(lm["hendrycks_math"])
     mt = mtbench_section(out, run_config)
     mt_ok = mt.get("evaluated") and not mt["n_failed"] and not mt["missing"]
     group = mmlu.get("groups", {})

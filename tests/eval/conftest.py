@@ -13,7 +13,8 @@ import eval_fixtures  # noqa: E402
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
-    return eval_fixtures.build_tiny_llama(tmp_path_factory.mktemp("eval_model") / "tiny-llama", eval_fixtures.corpus_for_tokenizer())
+    folder = tmp_path_factory.mktemp("eval_model") / "tiny-llama"
+    return eval_fixtures.build_tiny_llama(folder, eval_fixtures.corpus_for_tokenizer())
 
 
 @pytest.fixture(scope="session")

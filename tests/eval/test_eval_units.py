@@ -71,8 +71,12 @@ def _write_results(out: Path, bench: str, tasks: dict[str, tuple[str, float, int
 
 def test_summary_numbers_match_hand_computation(tmp_path):
     out = tmp_path / "run"
-    _write_results(out, "mmlu", {"mmlu_abstract_algebra": ("acc,none", 0.5, 4), "mmlu_college_mathematics":
-                   ("acc,none", 0.0, 2), "mmlu_anatomy": ("acc,none", 0.25, 8), "mmlu_astronomy": ("acc,none", 1.0, 2)})  # fmt: skip
+    _write_results(out, "mmlu", {
+        "mmlu_abstract_algebra": ("acc,none", 0.5, 4),
+        "mmlu_college_mathematics": ("acc,none", 0.0, 2),
+        "mmlu_anatomy": ("acc,none", 0.25, 8),
+        "mmlu_astronomy": ("acc,none", 1.0, 2),
+    })  # fmt: skip
     _write_results(out, "gsm8k", {"gsm8k": ("exact_match,strict-match", 0.4, 10)})
     gsm = next((out / "lm_eval" / "gsm8k" / "model").glob("results_*.json"))
     data = json.loads(gsm.read_text())
@@ -138,8 +142,10 @@ def test_local_tasks_override_the_stock_tasks(bench_data, tmp_path):
 
 def test_response_ppl_counts_only_assistant_tokens(tiny_model):
     model, tok = load_model(str(tiny_model), torch.float32, "cpu")
-    convs = [[{"role": "user", "content": "What is 3+4?"}, {"role": "assistant", "content": "It is 7."}],
-             [{"role": "user", "content": "Say hi."}, {"role": "assistant", "content": "Hi there, friend!"}]]  # fmt: skip
+    convs = [
+        [{"role": "user", "content": "What is 3+4?"}, {"role": "assistant", "content": "It is 7."}],
+        [{"role": "user", "content": "Say hi."}, {"role": "assistant", "content": "Hi there, friend!"}],
+    ]
     # By hand: prompt tokens, then the reply through its end-of-turn marker, then the trailing newline.
     expected = []
     for conv in convs:
@@ -158,7 +164,8 @@ def test_response_ppl_counts_only_assistant_tokens(tiny_model):
 def test_ppl_table_reports_the_ratio_of_average_ppls(tiny_model, tmp_path):
     other = build_tiny_llama(tmp_path / "other", corpus_for_tokenizer(), seed=1)
     data = tmp_path / "math.jsonl"
-    data.write_text("".join(json.dumps({"instruction": f"Add {i} and {i}.", "output": f"{2 * i}"}) + "\n" for i in range(3)))
+    records = [{"instruction": f"Add {i} and {i}.", "output": f"{2 * i}"} for i in range(3)]
+    data.write_text("".join(json.dumps(r) + "\n" for r in records))
     done = subprocess.run([sys.executable, str(REPO / "eval" / "ppl_table.py"), str(tiny_model), str(other),
                            "--datasets", f"math={data}", "--json", str(tmp_path / "rows.json")],
                           capture_output=True, text=True)  # fmt: skip
