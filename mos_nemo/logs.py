@@ -2,7 +2,8 @@
 and one progress line per step on the terminal.
 
 - ``train.jsonl``: one object per step: ``step`` (1-based), ``loss``, ``dataset`` (batch mode) or ``counts``
-  (sample mode: name -> examples), ``lr``, ``tokens``, ``seconds``, ``grad_norm``.
+  (sample mode: name -> examples), ``lr``, ``tokens``, ``seconds``, ``grad_norm``, ``loss_tokens`` and
+  ``dataset_loss`` (name -> token-averaged loss of that dataset's examples in the batch).
 - ``mixture.jsonl``: one object at step 0 and one after every mixing update: ``step``, ``weights`` (name ->
   probability), ``rewards_raw`` and ``rewards`` (name -> value; null at step 0 and for static blends),
   ``counts`` (name -> batches drawn so far).
@@ -98,6 +99,8 @@ class RunLogger:
         for key in ("loss", "lr", "grad_norm"):
             self._tensorboard.add_scalar(f"train/{key}", record[key], step)
         self._tensorboard.add_scalar("train/tokens_per_second", tokens_per_second, step)
+        for name, value in record.get("dataset_loss", {}).items():
+            self._tensorboard.add_scalar(f"train/loss_{name}", value, step)
         shown = " ".join(f"{name}={p:.2f}" for name, p in weights.items())
         source = record.get("dataset") or ",".join(f"{k}:{v}" for k, v in record.get("counts", {}).items())
         if self._bar is not None:

@@ -30,11 +30,13 @@ from megatron.core.tensor_parallel import model_parallel_cuda_manual_seed  # noq
 
 @contextmanager
 def rank_zero_first(parallel: ParallelState):
-    """Rank 0 runs the block first (downloads, caches), then the others (which then only read)."""
-    if parallel.rank != 0:
+    """Local rank 0 of every node runs the block first (builds caches, atomically), then the other ranks,
+    which then only read; right for node-local and for shared cache folders."""
+    first = int(os.environ.get("LOCAL_RANK", parallel.rank)) == 0
+    if not first:
         dist.barrier()
     yield
-    if parallel.rank == 0 and parallel.world_size > 1:
+    if first and parallel.world_size > 1:
         dist.barrier()
 
 

@@ -140,7 +140,7 @@ class Trainer:
         self.step += 1
         lr = self.schedule.lr_at(self.step)
         set_learning_rate(self.optimizer, lr)
-        result = train_step(self.model, self.optimizer, micro_batches, self.parallel)
+        result = train_step(self.model, self.optimizer, micro_batches, self.parallel, len(self.names))
         record = {"step": self.step, "loss": result.loss}
         if self.config.mixing.mode == "batch":
             record["dataset"] = self.names[int(draw.dataset_ids[0])]
@@ -148,7 +148,8 @@ class Trainer:
             counts = torch.bincount(draw.dataset_ids, minlength=len(self.names)).tolist()
             record["counts"] = dict(zip(self.names, counts))
         record.update(lr=lr, tokens=result.tokens, seconds=time.perf_counter() - started,
-                      grad_norm=result.grad_norm, loss_tokens=result.loss_tokens)
+                      grad_norm=result.grad_norm, loss_tokens=result.loss_tokens,
+                      dataset_loss={n: v for n, v in zip(self.names, result.dataset_losses) if v is not None})
         self.logger.log_step(record, self._weights())
 
     def run(self) -> int:

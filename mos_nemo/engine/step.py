@@ -37,6 +37,7 @@ class StepResult:
     tokens: int  # all non-padding tokens in the global batch
     grad_norm: float  # global gradient norm before clipping
     update_ok: bool  # False if the optimizer skipped the step (non-finite gradients)
+    dataset_losses: list  # per dataset: token-averaged loss of its examples in this batch, None if absent
 
 
 def wrap_for_training(model: torch.nn.Module, use_distributed_optimizer: bool) -> list[DistributedDataParallel]:
@@ -58,28 +59,41 @@ def wrap_for_training(model: torch.nn.Module, use_distributed_optimizer: bool) -
     return [ddp]
 
 
-def _masked_token_loss(loss_mask: torch.Tensor, per_token_loss: torch.Tensor):
-    """The loss function megatron calls on the last stage: (masked sum, token count, values to report)."""
+def _masked_token_loss(loss_mask: torch.Tensor, dataset_ids: torch.Tensor, num_datasets: int,
+                       per_token_loss: torch.Tensor):
+    """The loss function megatron calls on the last stage: (masked sum, token count, values to report).
+
+    The report also holds per-dataset [loss sum, tokens] rows [N, 2], for the per-dataset loss in the logs.
+    """
     mask = loss_mask.float()  # [b, s]
-    loss_sum = (per_token_loss.float() * mask).sum()
-    count = mask.sum()
-    return loss_sum, count.to(torch.int), {"loss_sum_and_tokens": torch.stack([loss_sum.detach(), count])}
+    token_losses = per_token_loss.float() * mask  # [b, s]
+    loss_sum, count = token_losses.sum(), mask.sum()
+    per_dataset = torch.zeros(num_datasets, 2, dtype=torch.float32, device=mask.device)  # [N, 2]
+    index = dataset_ids.clamp(min=0).flatten()  # [b*s]; padding (-1) carries no mask weight
+    per_dataset[:, 0].index_add_(0, index, token_losses.detach().flatten())
+    per_dataset[:, 1].index_add_(0, index, mask.flatten())
+    report = {"loss_sum_and_tokens": torch.stack([loss_sum.detach(), count]), "per_dataset": per_dataset}
+    return loss_sum, count.to(torch.int), report
 
 
-def forward_step(data_iterator: Iterator[dict], model: torch.nn.Module):
-    """megatron's forward-step contract: run one micro batch, return (output, loss function)."""
-    batch = next(data_iterator)
-    output = model(
-        input_ids=batch["tokens"],  # [b, s]
-        position_ids=batch["position_ids"],  # [b, s]
-        attention_mask=attention_mask_from_segments(batch["segment_ids"]),  # [b, 1, s, s]
-        labels=batch["labels"],  # [b, s]
-    )  # last stage: per-token loss [b, s]; other stages: hidden states
-    return output, partial(_masked_token_loss, batch["loss_mask"])
+def make_forward_step(num_datasets: int):
+    """megatron's forward-step contract (data_iterator, model) -> (output, loss function)."""
+
+    def forward_step(data_iterator: Iterator[dict], model: torch.nn.Module):
+        batch = next(data_iterator)
+        output = model(
+            input_ids=batch["tokens"],  # [b, s]
+            position_ids=batch["position_ids"],  # [b, s]
+            attention_mask=attention_mask_from_segments(batch["segment_ids"]),  # [b, 1, s, s]
+            labels=batch["labels"],  # [b, s]
+        )  # last stage: per-token loss [b, s]; other stages: hidden states
+        return output, partial(_masked_token_loss, batch["loss_mask"], batch["dataset_ids"], num_datasets)
+
+    return forward_step
 
 
 def train_step(model: list[DistributedDataParallel], optimizer, micro_batches: list[dict],
-               parallel: ParallelState) -> StepResult:
+               parallel: ParallelState, num_datasets: int) -> StepResult:
     """Forward and backward over this rank's micro batches (gradient accumulation), then one optimizer step."""
     for chunk in model:
         chunk.zero_grad_buffer()
@@ -87,7 +101,7 @@ def train_step(model: list[DistributedDataParallel], optimizer, micro_batches: l
     seq_length = micro_batches[0]["tokens"].shape[1]
     with device_mode():
         reports = get_forward_backward_func()(
-            forward_step_func=forward_step,
+            forward_step_func=make_forward_step(num_datasets),
             data_iterator=iter(micro_batches),
             model=model,
             num_microbatches=len(micro_batches),
@@ -96,28 +110,33 @@ def train_step(model: list[DistributedDataParallel], optimizer, micro_batches: l
             forward_only=False,
         )
         update_ok, grad_norm, _ = optimizer.step()
-    loss_sum, loss_tokens, tokens = _global_sums(reports, micro_batches, parallel)
+    sums = _global_sums(reports, micro_batches, parallel, num_datasets)  # [N + 1, 3]
+    loss_sum, loss_tokens, tokens = sums[0].tolist()
     return StepResult(
         loss=loss_sum / max(loss_tokens, 1.0),
         loss_tokens=int(loss_tokens),
         tokens=int(tokens),
         grad_norm=float(grad_norm) if grad_norm is not None else float("nan"),
         update_ok=bool(update_ok),
+        dataset_losses=[float(s / n) if n > 0 else None for s, n, _ in sums[1:].tolist()],
     )
 
 
-def _global_sums(reports: list[dict], micro_batches: list[dict], parallel: ParallelState) -> tuple[float, ...]:
-    """(loss sum, response tokens, all tokens) over the global batch, known on every rank.
+def _global_sums(reports: list[dict], micro_batches: list[dict], parallel: ParallelState,
+                 num_datasets: int) -> torch.Tensor:
+    """[N + 1, 3] float64 over the global batch, known on every rank: row 0 = (loss sum, response tokens,
+    all tokens); row 1 + i = (loss sum, response tokens, 0) of dataset i.
 
     Only the last stage holds losses, and its TP ranks hold identical copies: one rank per DP replica
     (last stage, TP rank 0) contributes to a world all-reduce.
     """
-    sums = torch.zeros(3, dtype=torch.float64)
+    sums = torch.zeros(num_datasets + 1, 3, dtype=torch.float64)
     if parallel.is_last_stage and parallel.tp_rank == 0:
         for report in reports:
-            sums[:2] += report["loss_sum_and_tokens"].double().cpu()
-        sums[2] = float(sum(int((b["segment_ids"] != 0).sum()) for b in micro_batches))
+            sums[0, :2] += report["loss_sum_and_tokens"].double().cpu()
+            sums[1:, :2] += report["per_dataset"].double().cpu()
+        sums[0, 2] = float(sum(int((b["segment_ids"] != 0).sum()) for b in micro_batches))
     if parallel.world_size > 1:
         sums = sums.to(parallel.device)
         dist.all_reduce(sums)
-    return tuple(float(v) for v in sums.cpu())
+    return sums.cpu()

@@ -3,6 +3,7 @@ the single-process loss within 1e-5, the loss goes down, and a TP=2 export loads
 Also: SIGTERM finishes the step, saves a checkpoint and exits 0."""
 
 import math
+import os
 import signal
 import subprocess
 import sys
@@ -74,6 +75,9 @@ def test_data_parallel_matches_single_process(single, tmp_path):
     assert [r["tokens"] for r in dp2] == [r["tokens"] for r in single]
     assert abs(dp2[0]["loss"] - single[0]["loss"]) < 1e-5
     assert _goes_down(dp2)
+    for record in dp2:  # batch mode: the one dataset's loss is the step's loss
+        assert list(record["dataset_loss"]) == [record["dataset"]]
+        assert record["dataset_loss"][record["dataset"]] == pytest.approx(record["loss"], rel=1e-6)
 
 
 @pytest.mark.slow
@@ -82,7 +86,11 @@ def test_sigterm_finishes_the_step_saves_and_exits_zero(tmp_path):
                "train.max_steps=100000", "checkpoint.every=0"]
     log = tmp_path / "output.log"  # a file, not a pipe: a full pipe would block the trainer
     with open(log, "w") as output_file:
-        process = subprocess.Popen(command, cwd=ROOT, stdout=output_file, stderr=subprocess.STDOUT)
+        # A one-process world on port 0: the OS picks a free port when the store binds, so no race with others.
+        environment = dict(os.environ, RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
+                           MASTER_PORT="0")
+        process = subprocess.Popen(command, cwd=ROOT, stdout=output_file, stderr=subprocess.STDOUT,
+                                   env=environment)
         deadline = time.time() + 180
         while not read_jsonl(tmp_path / "train.jsonl") and time.time() < deadline and process.poll() is None:
             time.sleep(0.5)

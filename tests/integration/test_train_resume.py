@@ -1,6 +1,8 @@
 """Resume continues exactly: train 2k steps == train k, stop, resume, train k more (same losses, same
 mixture.jsonl), in one process group at DP=1 with the distributed optimizer and the MoS reward hook."""
 
+import os
+
 import pytest
 
 from mos_nemo.config import compose_config
@@ -25,9 +27,20 @@ PARALLEL = []
 
 @pytest.fixture(scope="module", autouse=True)
 def process_group():
-    PARALLEL.append(initialize_parallel(tp=1, pp=1, seed=0))
-    yield
-    destroy_parallel()
+    # A one-process world on port 0: the OS picks a free port when the store binds (no race with others).
+    single = {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "0"}
+    saved = {key: os.environ.get(key) for key in single}
+    os.environ.update(single)
+    try:
+        PARALLEL.append(initialize_parallel(tp=1, pp=1, seed=0))
+        yield
+        destroy_parallel()
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 @pytest.mark.slow
