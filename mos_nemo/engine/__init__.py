@@ -1,1 +1,14 @@
-"""megatron-core engine: model from HF configs, CPU shims, parallel set-up, HF conversion, training step."""
+"""megatron-core engine: model from HF configs, CPU shims, parallel set-up, HF conversion, training step.
+
+megatron-core warns at import time about missing Transformer Engine / Apex and calls a few deprecated torch
+functions; those warnings say nothing actionable to our users, so they are silenced here, before any
+engine module imports megatron.
+"""
+
+import warnings
+
+warnings.filterwarnings("ignore", module=r"megatron(\..*)?$")
+warnings.filterwarnings("ignore", message=r".*Transformer Engine and Apex are not installed.*")
+warnings.filterwarnings("ignore", message=r".*all_gather_into_tensor. is deprecated.*")
+warnings.filterwarnings("ignore", message=r".*reduce_scatter_tensor. is deprecated.*")
+warnings.filterwarnings("ignore", message=r".*deprecating ShardedTensor.*")

@@ -55,6 +55,7 @@ def hf_logits(hf_dir, tokens: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """Logits [b, s, V] of the HF transformers model in ``hf_dir`` (eager attention, causal)."""
     import transformers
 
+    transformers.utils.logging.disable_progress_bar()
     model = transformers.AutoModelForCausalLM.from_pretrained(hf_dir, dtype=dtype, attn_implementation="eager")
     return model.eval()(input_ids=tokens).logits.float()
 

@@ -20,7 +20,6 @@ rounding, because RoPE scores depend only on the distance between two tokens of 
 from __future__ import annotations
 
 import math
-import warnings
 from functools import partial
 from pathlib import Path
 
@@ -32,10 +31,9 @@ from mos_nemo.engine.cpu import install_cpu_shims
 from mos_nemo.engine.layer_spec import decoder_block_spec, transformer_engine_available
 from mos_nemo.errors import MosConfigError
 
-warnings.filterwarnings("ignore", module=r"megatron\..*")
-from megatron.core import parallel_state  # noqa: E402
-from megatron.core.models.gpt import GPTModel  # noqa: E402
-from megatron.core.transformer.transformer_config import TransformerConfig  # noqa: E402
+from megatron.core import parallel_state
+from megatron.core.models.gpt import GPTModel
+from megatron.core.transformer.transformer_config import TransformerConfig
 
 FAMILIES = ("llama", "qwen2", "gemma")
 _ACTIVATIONS = {"silu": F.silu, "gelu_pytorch_tanh": partial(F.gelu, approximate="tanh")}

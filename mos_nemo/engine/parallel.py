@@ -7,9 +7,9 @@ Rank order is megatron's default "tp-cp-ep-dp-pp": TP ranks are adjacent, PP is 
 
 from __future__ import annotations
 
+import atexit
 import os
 import socket
-import warnings
 from dataclasses import dataclass
 
 import torch
@@ -18,9 +18,8 @@ import torch.distributed as dist
 from mos_nemo.engine.cpu import install_cpu_shims
 from mos_nemo.errors import MosConfigError
 
-warnings.filterwarnings("ignore", module=r"megatron\..*")
-from megatron.core import parallel_state  # noqa: E402
-from megatron.core.tensor_parallel import model_parallel_cuda_manual_seed  # noqa: E402
+from megatron.core import parallel_state
+from megatron.core.tensor_parallel import model_parallel_cuda_manual_seed
 
 
 @dataclass(frozen=True)
@@ -58,6 +57,7 @@ def _init_process_group() -> None:
         dist.init_process_group("nccl")
     else:
         dist.init_process_group("gloo")
+    atexit.register(_destroy_process_group_at_exit)
 
 
 def _check_layout(world_size: int, tp: int, pp: int) -> None:
@@ -115,8 +115,17 @@ def current_parallel_state() -> ParallelState:
 
 
 def destroy_parallel() -> None:
-    """Tear down megatron's groups and the default process group (safe to call twice)."""
+    """Tear down megatron's model-parallel groups (safe to call twice).
+
+    The default process group stays up until the process exits: re-creating it in the same process races
+    with ranks that still read the old rendezvous keys (a rank then dials a dead gloo port). So a process
+    may run several layouts in a row (initialize_parallel, destroy_parallel, initialize_parallel, ...)
+    as long as the world size stays the same.
+    """
     if parallel_state.model_parallel_is_initialized():
         parallel_state.destroy_model_parallel()
+
+
+def _destroy_process_group_at_exit() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()
