@@ -1,7 +1,7 @@
 """Process group and megatron-core parallel-state set-up, on CPU (gloo) or GPU (nccl).
 
 ``initialize_parallel`` reads the torchrun environment (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR,
-MASTER_PORT). Without it, it runs as a single process (world size 1) on a free local port.
+MASTER_PORT). Without WORLD_SIZE it runs as a single process (world size 1) on a free local port.
 Rank order is megatron's default "tp-cp-ep-dp-pp": TP ranks are adjacent, PP is the outermost dimension.
 """
 
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import atexit
 import os
-import socket
 from dataclasses import dataclass
 
 import torch
@@ -39,24 +38,19 @@ class ParallelState:
     device: torch.device
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _init_process_group() -> None:
     """Join (or, alone, create) the default process group from the torchrun environment."""
     if dist.is_initialized():
         return
-    if "WORLD_SIZE" not in os.environ:
-        os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1")
-        os.environ["MASTER_PORT"] = str(_free_port())
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
     if torch.cuda.is_available():
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group("nccl")
+    if "WORLD_SIZE" in os.environ:
+        dist.init_process_group(backend)
     else:
-        dist.init_process_group("gloo")
+        # Alone: a store on port 0 (the OS picks a free one), and os.environ stays untouched so that
+        # subprocesses started later do not mistake themselves for torchrun ranks.
+        dist.init_process_group(backend, init_method="tcp://127.0.0.1:0", rank=0, world_size=1)
     atexit.register(_destroy_process_group_at_exit)
 
 
@@ -85,6 +79,10 @@ def initialize_parallel(tp: int, pp: int, seed: int, sequence_parallel: bool = F
             "parallel.sequence_parallel=true needs parallel.tp > 1 (it splits activations across TP ranks); "
             "set parallel.sequence_parallel=false or raise parallel.tp."
         )
+    if parallel_state.model_parallel_is_initialized() and (
+            parallel_state.get_tensor_model_parallel_world_size(),
+            parallel_state.get_pipeline_model_parallel_world_size()) != (tp, pp):
+        parallel_state.destroy_model_parallel()  # a different layout than the one left behind
     if not parallel_state.model_parallel_is_initialized():
         parallel_state.initialize_model_parallel(
             tensor_model_parallel_size=tp, pipeline_model_parallel_size=pp
