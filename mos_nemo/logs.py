@@ -3,21 +3,23 @@ and one progress line per step on the terminal.
 
 - ``train.jsonl``: one object per step: ``step`` (1-based), ``loss``, ``dataset`` (batch mode) or ``counts``
   (sample mode: name -> examples), ``lr``, ``tokens``, ``seconds``, ``grad_norm``, ``loss_tokens`` and
-  ``dataset_loss`` (name -> token-averaged loss of that dataset's examples in the batch).
+  ``dataset_loss`` (name -> token-averaged loss of that dataset's examples in the batch), ``peak_memory_gib``
+  (GPU max allocated, or CPU max resident set size, so far).
 - ``mixture.jsonl``: one object at step 0 and one after every mixing update: ``step``, ``weights`` (name ->
   probability), ``rewards_raw`` and ``rewards`` (name -> value; null at step 0 and for static blends),
-  ``counts`` (name -> batches drawn so far).
+  ``counts`` (name -> batches drawn so far), ``seconds`` (wall time of that update; at step 0 of scoring
+  theta0's reference pool; null for static blends).
 On resume both files are cut back to the checkpoint's step, so a resumed run's files equal an unbroken run's.
 """
 
 from __future__ import annotations
 
 import json
+import resource
 import sys
 from pathlib import Path
 from typing import Any, Optional
 
-import psutil
 import torch
 
 TRAIN_LOG = "train.jsonl"
@@ -39,9 +41,10 @@ def _truncate_jsonl(path: Path, last_step: int) -> None:
 
 
 def _memory_gib() -> float:
+    """Peak memory so far: the GPU's max allocated, or on CPU the process's max resident set size."""
     if torch.cuda.is_available():
         return torch.cuda.max_memory_allocated() / 2**30
-    return psutil.Process().memory_info().rss / 2**30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux reports KiB
 
 
 class RunLogger:
@@ -93,6 +96,7 @@ class RunLogger:
         """Append one train.jsonl record and show one progress line (loss, tokens/s, weights)."""
         if not self.enabled:
             return
+        record = {**record, "peak_memory_gib": round(_memory_gib(), 4)}
         self._append(TRAIN_LOG, record)
         step, seconds = record["step"], max(record["seconds"], 1e-9)
         tokens_per_second = record["tokens"] / seconds
@@ -115,16 +119,21 @@ class RunLogger:
 
     def log_mixture(self, step: int, weights: dict[str, float], counts: dict[str, int],
                     rewards_raw: Optional[dict[str, float]] = None,
-                    rewards: Optional[dict[str, float]] = None) -> None:
-        """Append one mixture.jsonl record (at step 0 and after every mixing update)."""
+                    rewards: Optional[dict[str, float]] = None, seconds: Optional[float] = None) -> None:
+        """Append one mixture.jsonl record (at step 0 and after every mixing update).
+
+        ``seconds``: wall time of that mixing update (at step 0, of scoring the theta0 reference pool).
+        """
         if not self.enabled:
             return
         self._append(MIXTURE_LOG, {"step": step, "weights": weights, "rewards_raw": rewards_raw,
-                                   "rewards": rewards, "counts": counts})
+                                   "rewards": rewards, "counts": counts, "seconds": seconds})
         for name, value in weights.items():
             self._tensorboard.add_scalar(f"mixture/weight/{name}", value, step)
         for name, value in (rewards or {}).items():
             self._tensorboard.add_scalar(f"mixture/reward/{name}", value, step)
+        for name, value in (rewards_raw or {}).items():
+            self._tensorboard.add_scalar(f"mixture/reward_raw/{name}", value, step)
 
     def _append(self, name: str, record: dict[str, Any]) -> None:
         with open(self.run_dir / name, "a") as handle:

@@ -119,9 +119,13 @@ class Trainer:
         self.blend.set_weights(update.weights)
         as_dict = lambda values: None if values is None else dict(zip(self.names, values.tolist()))  # noqa: E731
         self.logger.log_mixture(self.step, self._weights(), self._counts(), as_dict(update.rewards_raw),
-                                as_dict(update.rewards))
+                                as_dict(update.rewards), seconds=update.seconds)
         if update.skipped:
             self.logger.print(f"step {self.step}: mixing update skipped (non-finite reward); weights kept")
+        else:
+            shown = " ".join(f"{name}={p:.4f}" for name, p in self._weights().items())
+            self.logger.print(f"step {self.step}: MoS update ({self.config.mixing.reward}, "
+                              f"{update.seconds:.2f}s) -> weights {shown}")
 
     # ---- the loop --------------------------------------------------------------------------------
     def _one_step(self) -> None:
@@ -164,10 +168,12 @@ class Trainer:
             self.logger.print(f"datasets: {', '.join(f'{d.name}={len(d)}' for d in self.datasets)}; "
                               f"{self.max_steps} steps; tp={parallel.tp} pp={parallel.pp} dp={parallel.dp}"
                               + (f"; resumed at step {resumed}" if resumed is not None else ""))
-            if resumed is None:
-                self.logger.log_mixture(0, self._weights(), self._counts())
-            if self.mixing is not None:
+            prepared = time.perf_counter()
+            if self.mixing is not None:  # theta0's reference pool, scored before the first update
                 self.mixing.prepare(self.model[0])
+            if resumed is None:
+                self.logger.log_mixture(0, self._weights(), self._counts(),
+                                        seconds=time.perf_counter() - prepared if self.mixing else None)
             last = min(self.max_steps, config.train.stop_after or self.max_steps)
             while self.step < last:
                 self._one_step()
