@@ -94,6 +94,8 @@ class MixingConfig:
     inner_steps: int = 200  # Adam steps on psi per mixing update
     hidden: int = 64  # hidden width of the scorer MLP
     p_min: float = 0.0  # probability floor per dataset after each update (0 = off)
+    exclude: list[str] = field(default_factory=list)  # datasets never drawn (weight 0, psi's availability 0);
+    # may change on resume, to drop a dataset mid-run
 
 
 @dataclass

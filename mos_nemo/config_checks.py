@@ -141,6 +141,13 @@ def _check_mixing(config: MosConfig) -> None:
         _fail("mixing.p_min", mixing.p_min, f"must lie in [0, 1/{len(names)}) for {len(names)} datasets")
     if mixing.target is not None and mixing.target not in names:
         _fail("mixing.target", mixing.target, f"name one of the datasets {names}, or null")
+    unknown = [name for name in mixing.exclude if name not in names]
+    if unknown:
+        _fail("mixing.exclude", list(mixing.exclude), f"{unknown} are not datasets; name some of {names}")
+    if len(set(mixing.exclude)) >= len(names):
+        _fail("mixing.exclude", list(mixing.exclude), "excludes every dataset; leave at least one to train on")
+    if mixing.target is not None and mixing.target in mixing.exclude:
+        _fail("mixing.target", mixing.target, "is also in mixing.exclude; a MoSpec target must stay available")
 
 
 def _check_checkpoint(config: MosConfig) -> None:

@@ -92,7 +92,23 @@ class Trainer:
         if self.mixing is not None and state["mixing"] is not None:
             self.mixing.load_state_dict(state["mixing"])
         self.step = state["step"]
+        self._apply_exclusions()
         return self.step
+
+    def _apply_exclusions(self) -> None:
+        """``mixing.exclude`` as configured now: a resumed run may drop a dataset (or bring one back)."""
+        exclude = self.config.mixing.exclude
+        if self.mixing is None:  # static: the prior without the excluded datasets
+            sizes = [len(d) for d in self.datasets]
+            prior = build.temperature_prior(sizes, self.config.mixing.tau)
+            self.blend.set_weights(build.without_excluded(prior, self.names, exclude))
+            return
+        mos = self.mixing.mos
+        before = mos.availability.clone()
+        for name in self.names:
+            mos.set_available(name, name not in exclude)
+        if not torch.equal(before, mos.availability):
+            self.blend.set_weights(mos.probabilities)
 
     def _save(self) -> None:
         trainer_state = {
