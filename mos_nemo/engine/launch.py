@@ -11,23 +11,19 @@ from __future__ import annotations
 
 import faulthandler
 import os
-import socket
 import sys
 import traceback
 
 import torch
+import torch.distributed as dist
 import torch.multiprocessing as mp
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from torch.multiprocessing.spawn import ProcessException
 
 
 def _rank_entry(rank, fn, world_size, port, timeout_s, results, args):
+    # As under torchrun: the parent hosts the rendezvous store and every rank connects as a client.
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), TORCHELASTIC_USE_AGENT_STORE="True")
     # Ranks share the machine's cores; oversubscribed intra-op threads slow gloo runs down a lot.
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // world_size))
     if timeout_s:
@@ -50,8 +46,10 @@ def spawn_ranks(fn, world_size: int, *args, timeout_s: float | None = None) -> l
     """
     ctx = mp.get_context("spawn")
     results = ctx.SimpleQueue()
+    # Bound on port 0 and held while the ranks run: no window in which another process takes the port.
+    store = dist.TCPStore("127.0.0.1", 0, world_size, is_master=True, wait_for_workers=False)
     processes = mp.start_processes(
-        _rank_entry, args=(fn, world_size, _free_port(), timeout_s, results, args),
+        _rank_entry, args=(fn, world_size, store.port, timeout_s, results, args),
         nprocs=world_size, start_method="spawn", join=False,
     )
     collected, errors, crash = {}, {}, None
@@ -65,7 +63,7 @@ def spawn_ranks(fn, world_size: int, *args, timeout_s: float | None = None) -> l
             break
         try:
             finished = processes.join(timeout=0.2)
-        except mp.ProcessException as exc:  # a rank raised or died (e.g. the watchdog fired)
+        except ProcessException as exc:  # a rank raised or died (e.g. the watchdog fired)
             finished, crash = True, exc
     if errors:
         rank = min(errors)
