@@ -1,7 +1,7 @@
 """HF <-> megatron checkpoint conversion and logit verification.
 
     python -m mos_nemo.convert import --hf DIR --out CKPT [--tp N --pp M]
-    python -m mos_nemo.convert export --ckpt CKPT --out DIR [--tp N --pp M]
+    python -m mos_nemo.convert export --ckpt CKPT --out DIR [--tp N --pp M] [--hf SRC]
     python -m mos_nemo.convert verify --hf DIR [--tp N --pp M]
 
 Under torchrun each process is one rank; without torchrun a TP x PP layout larger than 1 is spawned
@@ -49,18 +49,23 @@ def import_hf(hf_dir: str, out: str, tp: int, pp: int, dtype_name: str) -> None:
         destroy_parallel()
 
 
-def export_ckpt(ckpt: str, out: str, tp: int, pp: int, dtype_name: str) -> None:
-    """Megatron checkpoint -> HF folder (config.json, model.safetensors, tokenizer files)."""
+def export_ckpt(ckpt: str, out: str, tp: int, pp: int, dtype_name: str, hf_dir: str | None = None) -> None:
+    """Megatron checkpoint -> HF folder (config.json, model.safetensors, tokenizer files).
+
+    ``hf_dir`` (optional) supplies config and tokenizer, needed for training checkpoints, which hold neither.
+    """
     from mos_nemo.engine.hf_weights import export_hf
+    from mos_nemo.engine.model import load_hf_config
     from mos_nemo.engine.model_checkpoint import (checkpoint_tokenizer_dir, load_checkpoint_hf_config,
                                                   load_mcore_checkpoint)
     from mos_nemo.engine.parallel import destroy_parallel
 
-    hf_config = load_checkpoint_hf_config(ckpt)
+    hf_config = load_hf_config(hf_dir) if hf_dir else load_checkpoint_hf_config(ckpt)
+    tokenizer_dir = hf_dir or checkpoint_tokenizer_dir(ckpt)
     try:
         _, model = _build(hf_config, tp, pp, _params_dtype(dtype_name))
         load_mcore_checkpoint(model, ckpt)
-        export_hf(model, hf_config, out, tokenizer_dir=checkpoint_tokenizer_dir(ckpt))
+        export_hf(model, hf_config, out, tokenizer_dir=tokenizer_dir)
     finally:
         destroy_parallel()
 
@@ -91,6 +96,8 @@ def _parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text)
         if name == "export":
             sub.add_argument("--ckpt", required=True, help="checkpoint folder written by import or training")
+            sub.add_argument("--hf", default=None,
+                             help="HF folder giving config and tokenizer (needed for a training checkpoint)")
         else:
             sub.add_argument("--hf", required=True, help="local HF model folder (config.json + safetensors)")
         if name != "verify":
@@ -106,7 +113,7 @@ def _command(args) -> tuple:
     if args.command == "import":
         return import_hf, (args.hf, args.out, args.tp, args.pp, args.dtype)
     if args.command == "export":
-        return export_ckpt, (args.ckpt, args.out, args.tp, args.pp, args.dtype)
+        return export_ckpt, (args.ckpt, args.out, args.tp, args.pp, args.dtype, args.hf)
     return verify, (args.hf, args.tp, args.pp, args.dtype)
 
 

@@ -51,8 +51,8 @@ def load_checkpoint_hf_config(ckpt_dir) -> transformers.PretrainedConfig:
     path = Path(ckpt_dir) / HF_CONFIG_FILE
     if not path.is_file():
         raise MosCheckpointError(
-            f"{path}: missing; {ckpt_dir} is not a checkpoint written by `python -m mos_nemo.convert import` "
-            "or by training."
+            f"{path}: missing, so the architecture is unknown; for a training checkpoint pass the HF folder "
+            "it was trained from (`convert export --ckpt CKPT --hf DIR --out OUT`)."
         )
     fields = json.loads(path.read_text())
     return transformers.AutoConfig.for_model(fields.pop("model_type"), **fields)
@@ -66,9 +66,21 @@ def checkpoint_tokenizer_dir(ckpt_dir) -> Path | None:
 
 @torch.no_grad()
 def load_mcore_checkpoint(model, ckpt_dir) -> None:
-    """Load this rank's shard of ``CKPT/model`` into ``model`` (any TP/PP layout; all ranks call this)."""
-    model_dir = Path(ckpt_dir) / MODEL_DIR
-    if not (model_dir / "metadata.json").is_file():
-        raise MosCheckpointError(f"{model_dir}: not a megatron distributed checkpoint (no metadata.json).")
-    state = dist_checkpointing.load(model.sharded_state_dict(), str(model_dir))
+    """Load this rank's shard of the model weights (any TP/PP layout; all ranks call this).
+
+    ``ckpt_dir`` is either a model checkpoint (``CKPT/model/``, the layout above) or a training checkpoint
+    of ``engine/checkpoint.py`` (``step_N/`` holding the model under the key "model" next to the
+    optimizer; only the model is read).
+    """
+    ckpt = Path(ckpt_dir)
+    if (ckpt / MODEL_DIR / "metadata.json").is_file():
+        state = dist_checkpointing.load(model.sharded_state_dict(), str(ckpt / MODEL_DIR))
+    elif (ckpt / "metadata.json").is_file():
+        state = dist_checkpointing.load({"model": model.sharded_state_dict()}, str(ckpt))["model"]
+    else:
+        raise MosCheckpointError(
+            f"{ckpt}: neither a model checkpoint ({MODEL_DIR}/metadata.json) nor a training checkpoint "
+            "(metadata.json); pass a folder written by `python -m mos_nemo.convert import` or a "
+            "run.dir/checkpoints/step_N folder."
+        )
     model.load_state_dict(state, strict=True)

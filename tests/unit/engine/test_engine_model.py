@@ -112,3 +112,25 @@ def _mistral():
 
     return transformers.MistralConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                                       num_attention_heads=4, num_key_value_heads=2, vocab_size=320)
+
+
+def test_checkpoint_round_trip_in_both_layouts(parallel, hf_dirs, tmp_path):
+    from megatron.core import dist_checkpointing
+
+    from mos_nemo.engine.model_checkpoint import (checkpoint_tokenizer_dir, load_checkpoint_hf_config,
+                                                  load_mcore_checkpoint, save_mcore_checkpoint)
+
+    folder, config, source = _loaded(hf_dirs, "gemma")
+    save_mcore_checkpoint(source, config, tmp_path / "model_ckpt", tokenizer_dir=folder)
+    (tmp_path / "train_ckpt").mkdir()  # a training checkpoint keeps the model under "model"
+    dist_checkpointing.save({"model": source.sharded_state_dict()}, str(tmp_path / "train_ckpt"))
+    stored, original = load_checkpoint_hf_config(tmp_path / "model_ckpt").to_dict(), config.to_dict()
+    stored.pop("_name_or_path"), original.pop("_name_or_path")
+    assert stored == original
+    assert (checkpoint_tokenizer_dir(tmp_path / "model_ckpt") / "tokenizer.json").is_file()
+    expected = dict(source.named_parameters())
+    for layout in ("model_ckpt", "train_ckpt"):
+        fresh = build_model(config, params_dtype=torch.float32)  # random init, different from source
+        load_mcore_checkpoint(fresh, tmp_path / layout)
+        for name, param in fresh.named_parameters():
+            assert torch.equal(param, expected[name]), (layout, name)
