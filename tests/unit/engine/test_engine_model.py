@@ -47,6 +47,23 @@ def test_logits_match_hf_and_verify_detects_a_wrong_weight(parallel, hf_dirs, fa
     assert max_logit_difference(model, folder, config.vocab_size, CPU) > 1e-3
 
 
+VARIANTS = {  # the other side of each family's tiny default: tying, RoPE scaling, no GQA
+    "llama-tied-linear-rope": ("llama", dict(tie_word_embeddings=True, rope_parameters={
+        "rope_type": "linear", "rope_theta": 10000.0, "factor": 4.0})),
+    "qwen2-untied-mha": ("qwen2", dict(tie_word_embeddings=False, num_key_value_heads=4)),
+    "gemma-mqa": ("gemma", dict(num_key_value_heads=1, num_hidden_layers=2)),
+}
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_variants_match_hf(parallel, tmp_path, variant):
+    family, overrides = VARIANTS[variant]
+    config = save_tiny_hf_model(tmp_path, family, seed=5, **overrides)
+    model = build_model(config, params_dtype=torch.float32)
+    load_hf_weights(model, tmp_path, config)
+    assert max_logit_difference(model, tmp_path, config.vocab_size, CPU) < 1e-4
+
+
 @pytest.mark.parametrize("family", FAMILIES)
 def test_per_token_loss_matches_hf_cross_entropy(parallel, hf_dirs, family):
     folder, config, model = _loaded(hf_dirs, family)
