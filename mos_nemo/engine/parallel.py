@@ -46,6 +46,12 @@ def _init_process_group() -> None:
     if torch.cuda.is_available():
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     if "WORLD_SIZE" in os.environ:
+        if os.environ.get("MASTER_PORT") == "0" and os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":
+            # torch 2.13's torchrun passes port 0 on to its workers, which then wait forever for a store.
+            raise MosConfigError(
+                "torchrun was started with --master-port 0, which hands its workers port 0 and hangs them; "
+                "launch with `torchrun --standalone --nproc-per-node N ...` or a fixed --master-port."
+            )
         dist.init_process_group(backend)
     else:
         # Alone: a store on port 0 (the OS picks a free one), and os.environ stays untouched so that
