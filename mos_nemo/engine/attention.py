@@ -10,6 +10,7 @@ Without a mask the attention is causal.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Optional
 
@@ -69,7 +70,9 @@ class SDPACoreAttention(MegatronModule):
             mask, is_causal = None, True
         else:
             mask, is_causal = ~attention_mask, False  # SDPA's bool mask: True = attend
-        with tensor_parallel.get_cuda_rng_tracker().fork():
+        # Dropout draws from megatron's TP-aware RNG stream; without dropout skip the state swap.
+        rng = tensor_parallel.get_cuda_rng_tracker().fork() if dropout_p > 0 else contextlib.nullcontext()
+        with rng:
             context = F.scaled_dot_product_attention(
                 q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal,
                 scale=self.softmax_scale, enable_gqa=self.num_groups != self.num_heads,
