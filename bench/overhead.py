@@ -1,7 +1,8 @@
 """What MoS costs: wall time (and peak memory) of `mixing.strategy=mos` against a static blend, same run.
 
 Both runs use the same recipe, model, steps and data; only the mixing strategy differs. Printed:
-- training-loop seconds of each (sum of the steps, plus for MoS every reward pass and the theta0 pool scoring),
+- training-loop seconds of each (sum of train.jsonl `seconds`; with MoS these include every reward pass and
+  the theta0 pool scoring, reported apart as `mixing_seconds`),
 - the ratio MoS / static and the share of MoS time spent in reward passes,
 - peak memory of each (GPU: max allocated; CPU: max resident set size) and its ratio.
 
@@ -49,9 +50,9 @@ def run(strategy: str, run_dir: Path, preset: dict, steps: int, extra: list[str]
         sys.exit(f"{strategy} run failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
     steps_log = [json.loads(line) for line in (run_dir / "train.jsonl").read_text().splitlines()]
     mixture = [json.loads(line) for line in (run_dir / "mixture.jsonl").read_text().splitlines()]
-    step_seconds = sum(r["seconds"] for r in steps_log)
-    reward_seconds = sum(r.get("seconds") or 0.0 for r in mixture)
-    return dict(step_seconds=step_seconds, reward_seconds=reward_seconds, total=step_seconds + reward_seconds,
+    total = sum(r["seconds"] for r in steps_log)  # with MoS, includes the reward passes and the theta0 pool
+    reward_seconds = sum(r.get("mixing_seconds", 0.0) for r in steps_log)
+    return dict(step_seconds=total - reward_seconds, reward_seconds=reward_seconds, total=total,
                 updates=len(mixture) - 1, peak_gib=max(r.get("peak_memory_gib", 0.0) for r in steps_log))
 
 

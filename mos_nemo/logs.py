@@ -4,11 +4,12 @@ and one progress line per step on the terminal.
 - ``train.jsonl``: one object per step: ``step`` (1-based), ``loss``, ``dataset`` (batch mode) or ``counts``
   (sample mode: name -> examples), ``lr``, ``tokens``, ``seconds``, ``grad_norm``, ``loss_tokens`` and
   ``dataset_loss`` (name -> token-averaged loss of that dataset's examples in the batch), ``peak_memory_gib``
-  (GPU max allocated, or CPU max resident set size, so far).
+  (GPU max allocated, or CPU max resident set size, so far) and, with MoS, ``mixing_seconds`` (wall time of
+  the reward pass and scorer update in that step, included in ``seconds``; the first step of a launch
+  also counts the scoring of theta0's reference pool, done just before it).
 - ``mixture.jsonl``: one object at step 0 and one after every mixing update: ``step``, ``weights`` (name ->
   probability), ``rewards_raw`` and ``rewards`` (name -> value; null at step 0 and for static blends),
-  ``counts`` (name -> batches drawn so far), ``seconds`` (wall time of that update; at step 0 of scoring
-  theta0's reference pool; null for static blends).
+  ``counts`` (name -> batches drawn so far).
 On resume both files are cut back to the checkpoint's step, so a resumed run's files equal an unbroken run's.
 """
 
@@ -119,15 +120,16 @@ class RunLogger:
 
     def log_mixture(self, step: int, weights: dict[str, float], counts: dict[str, int],
                     rewards_raw: Optional[dict[str, float]] = None,
-                    rewards: Optional[dict[str, float]] = None, seconds: Optional[float] = None) -> None:
+                    rewards: Optional[dict[str, float]] = None) -> None:
         """Append one mixture.jsonl record (at step 0 and after every mixing update).
 
-        ``seconds``: wall time of that mixing update (at step 0, of scoring the theta0 reference pool).
+        No wall times here (they live in train.jsonl), so an interrupted and resumed run's file equals an
+        unbroken run's byte for byte.
         """
         if not self.enabled:
             return
         self._append(MIXTURE_LOG, {"step": step, "weights": weights, "rewards_raw": rewards_raw,
-                                   "rewards": rewards, "counts": counts, "seconds": seconds})
+                                   "rewards": rewards, "counts": counts})
         for name, value in weights.items():
             self._tensorboard.add_scalar(f"mixture/weight/{name}", value, step)
         for name, value in (rewards or {}).items():

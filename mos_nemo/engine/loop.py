@@ -78,6 +78,7 @@ class Trainer:
         self.mixing = build.build_mixing_hook(config, self.datasets, self.hf_config, self.pad_id, parallel,
                                               hf_folder)
         self.step = 0
+        self.mixing_seconds = 0.0  # MoS wall time not yet reported in train.jsonl
         self.logger: Optional[RunLogger] = None
 
     # ---- resume and checkpoints ------------------------------------------------------------------
@@ -131,11 +132,13 @@ class Trainer:
         """The mixing callback point: every ``mixing.update_every`` steps the hook returns new weights."""
         if self.mixing is None or not self.mixing.should_update(self.step):
             return
+        started = time.perf_counter()
         update = self.mixing(self.model[0], self.step)
         self.blend.set_weights(update.weights)
         as_dict = lambda values: None if values is None else dict(zip(self.names, values.tolist()))  # noqa: E731
         self.logger.log_mixture(self.step, self._weights(), self._counts(), as_dict(update.rewards_raw),
-                                as_dict(update.rewards), seconds=update.seconds)
+                                as_dict(update.rewards))
+        self.mixing_seconds += time.perf_counter() - started
         if update.skipped:
             self.logger.print(f"step {self.step}: mixing update skipped (non-finite reward); weights kept")
         else:
@@ -145,7 +148,8 @@ class Trainer:
 
     # ---- the loop --------------------------------------------------------------------------------
     def _one_step(self) -> None:
-        started = time.perf_counter()
+        # Time already spent on MoS before this step (the theta0 pool, scored before step 1) counts in it.
+        started = time.perf_counter() - self.mixing_seconds
         draw = self.blend.draw()
         train = self.config.train
         pad_multiple = self.config.data.pad_to_multiple_of * (self.parallel.tp if torch.cuda.is_available() else 1)
@@ -161,6 +165,7 @@ class Trainer:
         lr = self.schedule.lr_at(self.step)
         set_learning_rate(self.optimizer, lr)
         result = train_step(self.model, self.optimizer, micro_batches, self.parallel, len(self.names))
+        self._maybe_update_mixture()  # after the step's update, before its log: `seconds` includes the reward pass
         record = {"step": self.step, "loss": result.loss}
         if self.config.mixing.mode == "batch":
             record["dataset"] = self.names[int(draw.dataset_ids[0])]
@@ -170,6 +175,8 @@ class Trainer:
         record.update(lr=lr, tokens=result.tokens, seconds=time.perf_counter() - started,
                       grad_norm=result.grad_norm, loss_tokens=result.loss_tokens,
                       dataset_loss={n: v for n, v in zip(self.names, result.dataset_losses) if v is not None})
+        if self.mixing is not None:  # wall time spent by MoS within this step (reward pass, psi update)
+            record["mixing_seconds"], self.mixing_seconds = self.mixing_seconds, 0.0
         self.logger.log_step(record, self._weights())
 
     def run(self) -> int:
@@ -187,13 +194,12 @@ class Trainer:
             prepared = time.perf_counter()
             if self.mixing is not None:  # theta0's reference pool, scored before the first update
                 self.mixing.prepare(self.model[0])
+            self.mixing_seconds = time.perf_counter() - prepared  # counted in the first step's record
             if resumed is None:
-                self.logger.log_mixture(0, self._weights(), self._counts(),
-                                        seconds=time.perf_counter() - prepared if self.mixing else None)
+                self.logger.log_mixture(0, self._weights(), self._counts())
             last = min(self.max_steps, config.train.stop_after or self.max_steps)
             while self.step < last:
                 self._one_step()
-                self._maybe_update_mixture()
                 interrupted = stop.agreed(parallel)
                 every = config.checkpoint.every
                 due = (every and self.step % every == 0) or interrupted or self.step == last
