@@ -7,7 +7,7 @@
 Under torchrun each process is one rank; without torchrun a TP x PP layout larger than 1 is spawned
 locally (gloo on CPU). ``verify`` prints, as its last line, ``max_abs_logit_diff <value>``: the largest
 absolute difference between HF transformers' logits and ours on a fixed input. The checkpoint layout is
-described in ``mos_nemo/engine/model_checkpoint.py``.
+described in ``mos_nemo/engine/hf/model_checkpoint.py``.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def _params_dtype(name: str) -> torch.dtype:
 
 
 def _build(hf_config, tp: int, pp: int, dtype: torch.dtype):
-    from mos_nemo.engine.model import build_model
+    from mos_nemo.engine.model.gpt import build_model
     from mos_nemo.engine.parallel import initialize_parallel
 
     state = initialize_parallel(tp=tp, pp=pp, seed=0)
@@ -35,9 +35,9 @@ def _build(hf_config, tp: int, pp: int, dtype: torch.dtype):
 
 def import_hf(hf_dir: str, out: str, tp: int, pp: int, dtype_name: str) -> None:
     """HF folder -> megatron checkpoint (model/, hf_config.json, tokenizer/)."""
-    from mos_nemo.engine.hf_weights import load_hf_weights
-    from mos_nemo.engine.model import load_hf_config
-    from mos_nemo.engine.model_checkpoint import save_mcore_checkpoint
+    from mos_nemo.engine.hf.weights import load_hf_weights
+    from mos_nemo.engine.model.gpt import load_hf_config
+    from mos_nemo.engine.hf.model_checkpoint import save_mcore_checkpoint
     from mos_nemo.engine.parallel import destroy_parallel
 
     hf_config = load_hf_config(hf_dir)
@@ -54,9 +54,9 @@ def export_ckpt(ckpt: str, out: str, tp: int, pp: int, dtype_name: str, hf_dir: 
 
     ``hf_dir`` (optional) supplies config and tokenizer, needed for training checkpoints, which hold neither.
     """
-    from mos_nemo.engine.hf_weights import export_hf
-    from mos_nemo.engine.model import load_hf_config
-    from mos_nemo.engine.model_checkpoint import (checkpoint_tokenizer_dir, load_checkpoint_hf_config,
+    from mos_nemo.engine.hf.weights import export_hf
+    from mos_nemo.engine.model.gpt import load_hf_config
+    from mos_nemo.engine.hf.model_checkpoint import (checkpoint_tokenizer_dir, load_checkpoint_hf_config,
                                                   load_mcore_checkpoint)
     from mos_nemo.engine.parallel import destroy_parallel
 
@@ -72,9 +72,9 @@ def export_ckpt(ckpt: str, out: str, tp: int, pp: int, dtype_name: str, hf_dir: 
 
 def verify(hf_dir: str, tp: int, pp: int, dtype_name: str) -> float:
     """Max |logit difference| between HF transformers and our model loaded from ``hf_dir``."""
-    from mos_nemo.engine.hf_verify import max_logit_difference
-    from mos_nemo.engine.hf_weights import load_hf_weights
-    from mos_nemo.engine.model import load_hf_config
+    from mos_nemo.engine.hf.verify import max_logit_difference
+    from mos_nemo.engine.hf.weights import load_hf_weights
+    from mos_nemo.engine.model.gpt import load_hf_config
     from mos_nemo.engine.parallel import destroy_parallel
 
     hf_config = load_hf_config(hf_dir)

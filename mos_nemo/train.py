@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mos_nemo: {error}", file=sys.stderr)
         return 2
 
-    from mos_nemo.engine.loop import Trainer
+    from mos_nemo.engine.training.loop import Trainer
     from mos_nemo.engine.parallel import destroy_parallel, initialize_parallel
 
     # 2. build and 3. train; the process groups are torn down whatever happens.

@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from mos_nemo.engine.tiny import save_tiny_hf_model
+from mos_nemo.engine.hf.tiny import save_tiny_hf_model
 from tests.distributed import run_distributed
 
 FAMILIES = ("llama", "qwen2", "gemma")
@@ -31,9 +31,9 @@ def hf_dirs(tmp_path_factory):
 
 def _verify_families(root: str, tp: int, pp: int, sequence_parallel: bool) -> dict:
     """On one rank: build, load and compare every family at the given layout."""
-    from mos_nemo.engine.hf_verify import max_logit_difference
-    from mos_nemo.engine.hf_weights import load_hf_weights
-    from mos_nemo.engine.model import build_model, load_hf_config
+    from mos_nemo.engine.hf.verify import max_logit_difference
+    from mos_nemo.engine.hf.weights import load_hf_weights
+    from mos_nemo.engine.model.gpt import build_model, load_hf_config
     from mos_nemo.engine.parallel import destroy_parallel, initialize_parallel
 
     diffs = {}

@@ -16,7 +16,7 @@ BASE = ["mixing.strategy=mos", "mixing.reward_batch=4", "mixing.reference_pool=1
 
 def _trainer(run_dir: str, *overrides: str):
     from mos_nemo.config import compose_config
-    from mos_nemo.engine.loop import Trainer
+    from mos_nemo.engine.training.loop import Trainer
     from mos_nemo.engine.parallel import initialize_parallel
 
     config = compose_config("tiny_cpu", [f"run.dir={run_dir}", *BASE, *overrides])
@@ -28,8 +28,8 @@ def _diff_at_step0(run_dir: str, reference: str):
     from mos_nemo.engine.parallel import destroy_parallel
 
     trainer = _trainer(run_dir, "mixing.reward=diff", f"mixing.reference={reference}")
-    trainer.mixing.prepare(trainer.model[0])
-    rewards = [trainer.mixing.compute_raw_rewards(trainer.model[0], step) for step in (0, 1)]
+    trainer.reward_hook.prepare(trainer.model[0])
+    rewards = [trainer.reward_hook.compute_raw_rewards(trainer.model[0], step) for step in (0, 1)]
     destroy_parallel()
     return [r.tolist() for r in rewards]  # plain lists: tensors cannot outlive the spawned rank
 
@@ -44,13 +44,13 @@ def test_diff_reward_is_exactly_one_before_training(tmp_path, reference):
 
 def _cossim_hook_and_export(run_dir: str):
     from mos_nemo.data import reward_example_ids
-    from mos_nemo.engine.hf_weights import export_hf
+    from mos_nemo.engine.hf.weights import export_hf
     from mos_nemo.engine.parallel import destroy_parallel
 
     trainer = _trainer(run_dir, "mixing.reward=cossim", "train.max_steps=3", "mixing.update_every=100")
     trainer.run()  # a few real training steps, so the model is no longer its random init
     step = 7
-    rewards = trainer.mixing.compute_raw_rewards(trainer.model[0], step)
+    rewards = trainer.reward_hook.compute_raw_rewards(trainer.model[0], step)
     export_hf(trainer.model[0].module, trainer.hf_config, f"{run_dir}/hf", tokenizer_dir=trainer.tokenizer_dir)
     examples = [
         [ds[int(k)]["input_ids"].tolist() for k in reward_example_ids(len(ds), 4, trainer.config.run.seed, step, i)]
@@ -81,7 +81,7 @@ def test_cossim_hook_matches_hf_transformers_on_the_exported_model(tmp_path):
 
 def _training_with_nan_rewards(run_dir: str):
     from mos_nemo.engine.parallel import destroy_parallel
-    from mos_nemo.engine.reward_hook import MosRewardHook
+    from mos_nemo.engine.training.reward_hook import MosRewardHook
 
     trainer = _trainer(run_dir, "mixing.reward=cossim", "train.max_steps=6", "mixing.update_every=2")
     real = MosRewardHook.compute_raw_rewards
@@ -100,7 +100,7 @@ def _training_with_nan_rewards(run_dir: str):
         last = trainer.run()
     finally:
         MosRewardHook.compute_raw_rewards = real
-    state = (trainer.mixing.mos.num_updates, trainer.mixing.mos.num_skipped)
+    state = (trainer.reward_hook.mos.num_updates, trainer.reward_hook.mos.num_skipped)
     destroy_parallel()
     return last, state
 

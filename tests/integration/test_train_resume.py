@@ -7,7 +7,7 @@ import pytest
 
 from mos_nemo.config import compose_config
 from mos_nemo.config_checks import validate
-from mos_nemo.engine.loop import Trainer
+from mos_nemo.engine.training.loop import Trainer
 from mos_nemo.engine.parallel import destroy_parallel, initialize_parallel
 from mos_nemo.logs import read_jsonl
 

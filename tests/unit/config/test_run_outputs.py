@@ -5,7 +5,7 @@ import json
 import pytest
 
 from mos_nemo.config import OptimConfig
-from mos_nemo.engine.optim import LinearSchedule
+from mos_nemo.engine.training.optim import LinearSchedule
 from mos_nemo.logs import RunLogger, read_jsonl
 from mos_nemo.plot import plot_runs, weights_table
 

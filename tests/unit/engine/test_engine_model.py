@@ -5,12 +5,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mos_nemo.engine.hf_verify import fixed_tokens, hf_logits, max_logit_difference, megatron_logits
-from mos_nemo.engine.hf_weights import load_hf_weights
-from mos_nemo.engine.model import (attention_mask_from_segments, build_model, hf_rope_inv_freq, load_hf_config,
+from mos_nemo.engine.hf.verify import fixed_tokens, hf_logits, max_logit_difference, megatron_logits
+from mos_nemo.engine.hf.weights import load_hf_weights
+from mos_nemo.engine.model.gpt import (attention_mask_from_segments, build_model, hf_rope_inv_freq, load_hf_config,
                                    transformer_config_from_hf)
 from mos_nemo.engine.parallel import destroy_parallel, initialize_parallel
-from mos_nemo.engine.tiny import save_tiny_hf_model, tiny_hf_config
+from mos_nemo.engine.hf.tiny import save_tiny_hf_model, tiny_hf_config
 from mos_nemo.errors import MosConfigError
 
 FAMILIES = ("llama", "qwen2", "gemma")
@@ -134,7 +134,7 @@ def _mistral():
 def test_checkpoint_round_trip_in_both_layouts(parallel, hf_dirs, tmp_path):
     from megatron.core import dist_checkpointing
 
-    from mos_nemo.engine.model_checkpoint import (checkpoint_tokenizer_dir, load_checkpoint_hf_config,
+    from mos_nemo.engine.hf.model_checkpoint import (checkpoint_tokenizer_dir, load_checkpoint_hf_config,
                                                   load_mcore_checkpoint, save_mcore_checkpoint)
 
     folder, config, source = _loaded(hf_dirs, "gemma")

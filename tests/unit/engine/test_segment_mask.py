@@ -4,7 +4,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mos_nemo.engine.model import attention_mask_from_segments
+from mos_nemo.engine.model.gpt import attention_mask_from_segments
 
 
 def test_hand_written_example():

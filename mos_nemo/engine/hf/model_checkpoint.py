@@ -1,6 +1,6 @@
 """Model-only megatron checkpoints: what ``python -m mos_nemo.convert import`` writes and ``export`` reads.
 
-On-disk layout (the training checkpoints of ``engine/checkpoint.py`` may add siblings such as
+On-disk layout (the training checkpoints of ``engine/training/checkpoint.py`` may add siblings such as
 ``optimizer/`` or ``train_state.json``; this module reads and writes only these three):
 
     CKPT/
@@ -22,7 +22,7 @@ import torch
 import torch.distributed as dist
 import transformers
 
-from mos_nemo.engine.hf_weights import copy_tokenizer_files
+from mos_nemo.engine.hf.weights import copy_tokenizer_files
 from mos_nemo.errors import MosCheckpointError
 
 from megatron.core import dist_checkpointing
@@ -69,7 +69,7 @@ def load_mcore_checkpoint(model, ckpt_dir) -> None:
     """Load this rank's shard of the model weights (any TP/PP layout; all ranks call this).
 
     ``ckpt_dir`` is either a model checkpoint (``CKPT/model/``, the layout above) or a training checkpoint
-    of ``engine/checkpoint.py`` (``step_N/`` holding the model under the key "model" next to the
+    of ``engine/training/checkpoint.py`` (``step_N/`` holding the model under the key "model" next to the
     optimizer; only the model is read).
     """
     ckpt = Path(ckpt_dir)

@@ -18,7 +18,7 @@ import torch
 import torch.distributed as dist
 
 from mos_nemo.engine.cpu import device_mode
-from mos_nemo.engine.model import attention_mask_from_segments
+from mos_nemo.engine.model.gpt import attention_mask_from_segments
 from mos_nemo.engine.parallel import ParallelState
 
 warnings.filterwarnings("ignore", module=r"megatron\..*")

@@ -30,7 +30,7 @@ import torch.distributed as dist
 
 from mos_nemo.data import collate_sft
 from mos_nemo.engine.cpu import device_mode
-from mos_nemo.engine.model import attention_mask_from_segments
+from mos_nemo.engine.model.gpt import attention_mask_from_segments
 from mos_nemo.engine.parallel import ParallelState
 
 

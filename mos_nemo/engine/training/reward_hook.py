@@ -25,7 +25,7 @@ import torch.distributed as dist
 
 from mos_nemo.data import reward_example_ids
 from mos_nemo.engine.parallel import ParallelState
-from mos_nemo.engine.reward_pass import RewardRows, gather_examples, pooled_dataset_embeddings, score_examples
+from mos_nemo.engine.training.reward_pass import RewardRows, gather_examples, pooled_dataset_embeddings, score_examples
 from mos_nemo.errors import MosConfigError
 from mos_nemo.mixing import MixtureOfSkills, cossim_reward, diff_reward
 

@@ -1,5 +1,5 @@
 """Build the parts of a training run from a validated ``MosConfig``: tokenizer, datasets, blend, model,
-optimizer, schedule and the mixing hook. Each function builds one thing; ``loop.Trainer`` wires them.
+optimizer, schedule and the reward hook. Each function builds one thing; ``loop.Trainer`` wires them.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ import transformers
 from mos_nemo.config import MosConfig
 from mos_nemo.config_checks import ASSET_PREFIX
 from mos_nemo.data import ReweightableBlend, TokenizedDataset, load_sft_datasets
-from mos_nemo.engine.model import build_model, load_hf_config
+from mos_nemo.engine.model.gpt import build_model, load_hf_config
 from mos_nemo.engine.parallel import ParallelState
-from mos_nemo.engine.tiny import tiny_hf_config, tiny_hf_model
+from mos_nemo.engine.hf.tiny import tiny_hf_config, tiny_hf_model
 from mos_nemo.errors import MosConfigError
 from mos_nemo.mixing import MixtureOfSkills, temperature_prior
 
@@ -143,7 +143,7 @@ def build_training_model(config: MosConfig, hf_config, hf_folder: Optional[Path]
     sequence_parallel = config.parallel.sequence_parallel and parallel.tp > 1 and torch.cuda.is_available()
     model = build_model(hf_config, params_dtype=params_dtype(config), sequence_parallel=sequence_parallel)
     if hf_folder is not None:
-        from mos_nemo.engine.hf_weights import load_hf_weights
+        from mos_nemo.engine.hf.weights import load_hf_weights
 
         load_hf_weights(model, hf_folder, hf_config)
     if torch.cuda.is_available():
@@ -151,7 +151,7 @@ def build_training_model(config: MosConfig, hf_config, hf_folder: Optional[Path]
     return model
 
 
-def build_mixing_hook(config: MosConfig, datasets: list[TokenizedDataset], model_config, pad_id: int,
+def build_reward_hook(config: MosConfig, datasets: list[TokenizedDataset], model_config, pad_id: int,
                       parallel: ParallelState, hf_folder: Optional[Path] = None):
     """The callback that rewrites the blend's weights every ``mixing.update_every`` steps (None: static).
 
@@ -160,7 +160,7 @@ def build_mixing_hook(config: MosConfig, datasets: list[TokenizedDataset], model
     """
     if config.mixing.strategy == "static":
         return None
-    from mos_nemo.engine.reward_hook import MosRewardHook, ScoringSetup
+    from mos_nemo.engine.training.reward_hook import MosRewardHook, ScoringSetup
 
     mixing, names = config.mixing, [d.name for d in datasets]
     mos = MixtureOfSkills([len(d) for d in datasets], prior_tau=mixing.tau, ema_beta=mixing.ema_beta,

@@ -1,8 +1,8 @@
 """The training loop (paper Algorithm 1 on megatron-core), in the order it runs:
 
-    build (tokenizer, datasets, blend, model, DDP, optimizer, mixing hook) -> resume -> for each step:
+    build (tokenizer, datasets, blend, model, DDP, optimizer, reward hook) -> resume -> for each step:
     draw the global batch -> this rank's micro batches -> forward/backward/AdamW -> log ->
-    every mixing.update_every steps: mixing hook -> new weights -> blend.set_weights ->
+    every mixing.update_every steps: reward hook -> new weights -> blend.set_weights ->
     checkpoint when due, on the last step, or after SIGTERM/SIGINT (then stop, exit 0).
 
 Every rank runs the same loop; the blend draw is a pure function of (seed, step, weights), so the ranks
@@ -21,11 +21,11 @@ import torch.distributed as dist
 
 from mos_nemo.config import MosConfig, non_default_settings, to_yaml
 from mos_nemo.data import local_micro_batches, pad_token_id
-from mos_nemo.engine import build
-from mos_nemo.engine.checkpoint import find_latest, load_checkpoint, save_checkpoint
-from mos_nemo.engine.optim import LinearSchedule, build_optimizer, set_learning_rate
+from mos_nemo.engine.training import build
+from mos_nemo.engine.training.checkpoint import find_latest, load_checkpoint, save_checkpoint
+from mos_nemo.engine.training.optim import LinearSchedule, build_optimizer, set_learning_rate
 from mos_nemo.engine.parallel import ParallelState
-from mos_nemo.engine.step import train_step, wrap_for_training
+from mos_nemo.engine.training.step import train_step, wrap_for_training
 from mos_nemo.logs import RunLogger
 
 
@@ -75,7 +75,7 @@ class Trainer:
         bf16 = build.params_dtype(config) == torch.bfloat16
         self.optimizer = build_optimizer(self.model, config.optim, use_distributed, bf16)
         self.schedule = LinearSchedule.from_config(config.optim, self.max_steps)
-        self.mixing = build.build_mixing_hook(config, self.datasets, self.hf_config, self.pad_id, parallel,
+        self.reward_hook = build.build_reward_hook(config, self.datasets, self.hf_config, self.pad_id, parallel,
                                               hf_folder)
         self.step = 0
         self.mixing_seconds = 0.0  # MoS wall time not yet reported in train.jsonl
@@ -90,8 +90,8 @@ class Trainer:
             return None
         state = load_checkpoint(folder, self.model, self.optimizer, self.parallel)
         self.blend.load_state_dict(state["blend"])
-        if self.mixing is not None and state["mixing"] is not None:
-            self.mixing.load_state_dict(state["mixing"])
+        if self.reward_hook is not None and state["mixing"] is not None:
+            self.reward_hook.load_state_dict(state["mixing"])
         self.step = state["step"]
         self._apply_exclusions()
         return self.step
@@ -99,12 +99,12 @@ class Trainer:
     def _apply_exclusions(self) -> None:
         """``mixing.exclude`` as configured now: a resumed run may drop a dataset (or bring one back)."""
         exclude = self.config.mixing.exclude
-        if self.mixing is None:  # static: the prior without the excluded datasets
+        if self.reward_hook is None:  # static: the prior without the excluded datasets
             sizes = [len(d) for d in self.datasets]
             prior = build.temperature_prior(sizes, self.config.mixing.tau)
             self.blend.set_weights(build.without_excluded(prior, self.names, exclude))
             return
-        mos = self.mixing.mos
+        mos = self.reward_hook.mos
         before = mos.availability.clone()
         for name in self.names:
             mos.set_available(name, name not in exclude)
@@ -114,7 +114,7 @@ class Trainer:
     def _save(self) -> None:
         trainer_state = {
             "step": self.step, "schedule": self.schedule.state_dict(), "blend": self.blend.state_dict(),
-            "mixing": self.mixing.state_dict() if self.mixing is not None else None,
+            "mixing": self.reward_hook.state_dict() if self.reward_hook is not None else None,
             "names": self.names,
         }
         folder = save_checkpoint(self.config.run.dir, self.step, self.model, self.optimizer, trainer_state,
@@ -130,10 +130,10 @@ class Trainer:
 
     def _maybe_update_mixture(self) -> None:
         """The mixing callback point: every ``mixing.update_every`` steps the hook returns new weights."""
-        if self.mixing is None or not self.mixing.should_update(self.step):
+        if self.reward_hook is None or not self.reward_hook.should_update(self.step):
             return
         started = time.perf_counter()
-        update = self.mixing(self.model[0], self.step)
+        update = self.reward_hook(self.model[0], self.step)
         self.blend.set_weights(update.weights)
         as_dict = lambda values: None if values is None else dict(zip(self.names, values.tolist()))  # noqa: E731
         self.logger.log_mixture(self.step, self._weights(), self._counts(), as_dict(update.rewards_raw),
@@ -175,7 +175,7 @@ class Trainer:
         record.update(lr=lr, tokens=result.tokens, seconds=time.perf_counter() - started,
                       grad_norm=result.grad_norm, loss_tokens=result.loss_tokens,
                       dataset_loss={n: v for n, v in zip(self.names, result.dataset_losses) if v is not None})
-        if self.mixing is not None:  # wall time spent by MoS within this step (reward pass, psi update)
+        if self.reward_hook is not None:  # wall time spent by MoS within this step (reward pass, psi update)
             record["mixing_seconds"], self.mixing_seconds = self.mixing_seconds, 0.0
         self.logger.log_step(record, self._weights())
 
@@ -192,8 +192,8 @@ class Trainer:
                               f"{self.max_steps} steps; tp={parallel.tp} pp={parallel.pp} dp={parallel.dp}"
                               + (f"; resumed at step {resumed}" if resumed is not None else ""))
             prepared = time.perf_counter()
-            if self.mixing is not None:  # theta0's reference pool, scored before the first update
-                self.mixing.prepare(self.model[0])
+            if self.reward_hook is not None:  # theta0's reference pool, scored before the first update
+                self.reward_hook.prepare(self.model[0])
             self.mixing_seconds = time.perf_counter() - prepared  # counted in the first step's record
             if resumed is None:
                 self.logger.log_mixture(0, self._weights(), self._counts())
@@ -216,7 +216,7 @@ class Trainer:
             self.logger.close()
 
     def _export(self) -> None:
-        from mos_nemo.engine.hf_weights import export_hf
+        from mos_nemo.engine.hf.weights import export_hf
 
         out = Path(self.config.run.dir) / "hf"
         export_hf(self.model[0].module, self.hf_config, out, tokenizer_dir=self.tokenizer_dir)

@@ -11,7 +11,7 @@ import torch
 import torch.distributed as dist
 
 from mos_nemo.engine.cpu import device_mode
-from mos_nemo.engine.model import attention_mask_from_segments
+from mos_nemo.engine.model.gpt import attention_mask_from_segments
 
 from megatron.core import parallel_state, tensor_parallel
 from megatron.core.pipeline_parallel import get_forward_backward_func

@@ -23,7 +23,7 @@ from megatron.core.transformer.transformer_block import TransformerBlockSubmodul
 from megatron.core.transformer.transformer_config import TransformerConfig
 from megatron.core.transformer.transformer_layer import TransformerLayer, TransformerLayerSubmodules
 
-from mos_nemo.engine.attention import SDPACoreAttention
+from mos_nemo.engine.model.attention import SDPACoreAttention
 
 
 def transformer_engine_available() -> bool:

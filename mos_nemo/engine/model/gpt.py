@@ -28,7 +28,7 @@ import torch.nn.functional as F
 import transformers
 
 from mos_nemo.engine.cpu import install_cpu_shims
-from mos_nemo.engine.layer_spec import decoder_block_spec, transformer_engine_available
+from mos_nemo.engine.model.layer_spec import decoder_block_spec, transformer_engine_available
 from mos_nemo.errors import MosConfigError
 
 from megatron.core import parallel_state
