@@ -72,7 +72,7 @@ class Trainer:
         model = build.build_training_model(config, self.hf_config, hf_folder, parallel)
         use_distributed = config.parallel.distributed_optimizer
         self.model = wrap_for_training(model, use_distributed)
-        bf16 = build.params_dtype(config) == torch.bfloat16
+        bf16 = build.params_dtype(config.model.dtype) == torch.bfloat16
         self.optimizer = build_optimizer(self.model, config.optim, use_distributed, bf16)
         self.schedule = LinearSchedule.from_config(config.optim, self.max_steps)
         self.reward_hook = build.build_reward_hook(config, self.datasets, self.hf_config, self.pad_id, parallel,
