@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Any, Optional
 
@@ -205,5 +206,15 @@ def _diff(value: Any, default: Any, prefix: str, out: dict[str, Any]) -> None:
         for item in fields(value):
             _diff(getattr(value, item.name), getattr(default, item.name), f"{prefix}{item.name}.", out)
     elif value != default:
-        key = prefix.rstrip(".")
-        out[key] = [asdict(v) if is_dataclass(v) else v for v in value] if isinstance(value, list) else value
+        out[prefix.rstrip(".")] = _plain(value)
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as plain Python (dataclasses as dicts, enums as their string values) for printing."""
+    if is_dataclass(value):
+        value = asdict(value)
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    return value.value if isinstance(value, Enum) else value

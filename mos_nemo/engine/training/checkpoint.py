@@ -24,7 +24,6 @@ import json
 import os
 import random
 import shutil
-import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Optional
@@ -37,9 +36,8 @@ from mos_nemo.engine.cpu import device_mode
 from mos_nemo.engine.parallel import ParallelState
 from mos_nemo.errors import MosCheckpointError
 
-warnings.filterwarnings("ignore", module=r"megatron\..*")
-from megatron.core import dist_checkpointing  # noqa: E402
-from megatron.core.tensor_parallel.random import get_cuda_rng_tracker  # noqa: E402
+from megatron.core import dist_checkpointing
+from megatron.core.tensor_parallel.random import get_cuda_rng_tracker
 
 LATEST = "latest"
 PARTIAL = ".partial"

@@ -11,6 +11,7 @@ agree on each global batch without talking. Only rank 0 writes logs.
 
 from __future__ import annotations
 
+import logging
 import signal
 import time
 from pathlib import Path
@@ -27,6 +28,8 @@ from mos_nemo.engine.training.optim import LinearSchedule, build_optimizer, set_
 from mos_nemo.engine.parallel import ParallelState
 from mos_nemo.engine.training.step import train_step, wrap_for_training
 from mos_nemo.logs import RunLogger
+
+log = logging.getLogger(__name__)
 
 
 class StopRequest:
@@ -172,8 +175,11 @@ class Trainer:
         else:
             counts = torch.bincount(draw.dataset_ids, minlength=len(self.names)).tolist()
             record["counts"] = dict(zip(self.names, counts))
+        if not result.update_ok:  # megatron's update_successful: it skips a step with non-finite gradients
+            log.warning("step %d: optimizer step NOT applied (non-finite gradients; grad norm %s); the weights "
+                        "are unchanged", self.step, result.grad_norm)
         record.update(lr=lr, tokens=result.tokens, seconds=time.perf_counter() - started,
-                      grad_norm=result.grad_norm, loss_tokens=result.loss_tokens,
+                      grad_norm=result.grad_norm, update_applied=result.update_ok, loss_tokens=result.loss_tokens,
                       dataset_loss={n: v for n, v in zip(self.names, result.dataset_losses) if v is not None})
         if self.reward_hook is not None:  # wall time spent by MoS within this step (reward pass, psi update)
             record["mixing_seconds"], self.mixing_seconds = self.mixing_seconds, 0.0

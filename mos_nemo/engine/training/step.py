@@ -9,7 +9,6 @@ count over DP and scales the gradients by 1 / count. The logged loss is that sam
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from functools import partial
 from typing import Iterator
@@ -21,13 +20,12 @@ from mos_nemo.engine.cpu import device_mode
 from mos_nemo.engine.model.gpt import attention_mask_from_segments
 from mos_nemo.engine.parallel import ParallelState
 
-warnings.filterwarnings("ignore", module=r"megatron\..*")
-from megatron.core.distributed import (  # noqa: E402
+from megatron.core.distributed import (
     DistributedDataParallel,
     DistributedDataParallelConfig,
     finalize_model_grads,
 )
-from megatron.core.pipeline_parallel import get_forward_backward_func  # noqa: E402
+from megatron.core.pipeline_parallel import get_forward_backward_func
 
 
 @dataclass(frozen=True)
