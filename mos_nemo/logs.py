@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
-import torch
+from mos_nemo.errors import MosDataError
 
 TRAIN_LOG = "train.jsonl"
 MIXTURE_LOG = "mixture.jsonl"
@@ -66,11 +66,18 @@ def configure_logging(run_dir: str | Path, rank: int) -> Path:
 
 
 def read_jsonl(path: str | Path) -> list[dict]:
-    """All records of a JSONL log (an absent file reads as empty)."""
+    """All records of a JSONL file (an absent file reads as empty); a bad line raises naming file:line."""
     path = Path(path)
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as error:
+                raise MosDataError(f"{path}:{number}: not valid JSON ({error})") from None
+    return records
 
 
 def _truncate_jsonl(path: Path, last_step: int) -> None:
@@ -81,6 +88,8 @@ def _truncate_jsonl(path: Path, last_step: int) -> None:
 
 def _memory_gib() -> float:
     """Peak memory so far: the GPU's max allocated, or on CPU the process's max resident set size."""
+    import torch  # here, not at the top: the evaluation tools read JSONL through this module without torch
+
     if torch.cuda.is_available():
         return torch.cuda.max_memory_allocated() / 2**30
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux reports KiB

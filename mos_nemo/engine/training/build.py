@@ -82,21 +82,34 @@ def total_steps(config: MosConfig, datasets: list[TokenizedDataset]) -> int:
 
 
 def build_blend(config: MosConfig, datasets: list[TokenizedDataset], parallel: ParallelState) -> ReweightableBlend:
-    """The reweightable blend, starting from the temperature prior q_tau (Eq. 3) without ``mixing.exclude``."""
+    """The reweightable blend, starting from the temperature prior q_tau (Eq. 3); ``apply_exclusions`` then
+    takes ``mixing.exclude`` out."""
     sizes = [len(d) for d in datasets]
     names = [d.name for d in datasets]
     return ReweightableBlend(
-        sizes, names, config.train.global_batch_size,
-        weights=without_excluded(temperature_prior(sizes, config.mixing.tau), names, config.mixing.exclude),
+        sizes, names, config.train.global_batch_size, weights=temperature_prior(sizes, config.mixing.tau),
         mode=config.mixing.mode, seed=config.run.seed, dp_rank=parallel.dp_rank, dp_size=parallel.dp,
     )
 
 
-def without_excluded(weights: torch.Tensor, names: list[str], exclude: list[str]) -> torch.Tensor:
-    """``weights`` with the excluded datasets at exactly 0, renormalised over the others."""
-    kept = torch.tensor([name not in exclude for name in names], dtype=weights.dtype)
-    weights = weights * kept
-    return weights / weights.sum()
+def apply_exclusions(config: MosConfig, blend: ReweightableBlend, reward_hook, names: list[str]) -> None:
+    """``mixing.exclude`` as configured now (at the start, and again on resume, where it may have changed).
+
+    Static: the blend gets the prior with the excluded datasets at exactly 0, renormalised over the others.
+    MoS: psi's availability input a(i) is 0 for them, so p(i) is exactly 0; the blend follows p if it changed.
+    """
+    exclude = config.mixing.exclude
+    if reward_hook is None:
+        prior = temperature_prior(blend.sizes, config.mixing.tau)
+        kept = torch.tensor([name not in exclude for name in names], dtype=prior.dtype)
+        blend.set_weights(prior * kept / (prior * kept).sum())
+        return
+    mos = reward_hook.mos
+    before = mos.availability.clone()
+    for name in names:
+        mos.set_available(name, name not in exclude)
+    if not torch.equal(before, mos.availability):
+        blend.set_weights(mos.probabilities)
 
 
 def build_hf_config(config: MosConfig, tokenizer, parallel: ParallelState):
@@ -169,8 +182,6 @@ def build_reward_hook(config: MosConfig, datasets: list[TokenizedDataset], model
     mos = MixtureOfSkills([len(d) for d in datasets], prior_tau=mixing.tau, ema_beta=mixing.ema_beta,
                           lr=mixing.scorer_lr, inner_steps=mixing.inner_steps, hidden=mixing.hidden,
                           p_min=mixing.p_min, seed=config.run.seed, names=names)
-    for name in mixing.exclude:  # psi's availability input a(i) = 0: p(i) is exactly 0 from now on
-        mos.exclude(name)
     setup = ScoringSetup(parallel=parallel, micro_batch_size=config.train.micro_batch_size,
                          seq_length=config.train.seq_length, pad_id=pad_id, hidden_size=model_config.hidden_size)
     reference_model = None

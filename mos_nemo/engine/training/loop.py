@@ -80,6 +80,7 @@ class Trainer:
         self.schedule = LinearSchedule.from_config(config.optim, self.max_steps)
         self.reward_hook = build.build_reward_hook(config, self.datasets, self.hf_config, self.pad_id, parallel,
                                               hf_folder)
+        build.apply_exclusions(config, self.blend, self.reward_hook, self.names)
         self.step = 0
         self.mixing_seconds = 0.0  # MoS wall time not yet reported in train.jsonl
         self.logger: Optional[RunLogger] = None
@@ -96,23 +97,8 @@ class Trainer:
         if self.reward_hook is not None and state["mixing"] is not None:
             self.reward_hook.load_state_dict(state["mixing"])
         self.step = state["step"]
-        self._apply_exclusions()
+        build.apply_exclusions(self.config, self.blend, self.reward_hook, self.names)
         return self.step
-
-    def _apply_exclusions(self) -> None:
-        """``mixing.exclude`` as configured now: a resumed run may drop a dataset (or bring one back)."""
-        exclude = self.config.mixing.exclude
-        if self.reward_hook is None:  # static: the prior without the excluded datasets
-            sizes = [len(d) for d in self.datasets]
-            prior = build.temperature_prior(sizes, self.config.mixing.tau)
-            self.blend.set_weights(build.without_excluded(prior, self.names, exclude))
-            return
-        mos = self.reward_hook.mos
-        before = mos.availability.clone()
-        for name in self.names:
-            mos.set_available(name, name not in exclude)
-        if not torch.equal(before, mos.availability):
-            self.blend.set_weights(mos.probabilities)
 
     def _save(self) -> None:
         trainer_state = {

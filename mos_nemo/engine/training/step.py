@@ -57,6 +57,14 @@ def wrap_for_training(model: torch.nn.Module, use_distributed_optimizer: bool) -
     return [ddp]
 
 
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The GPTModel inside megatron's DDP / Float16Module wrappers (checkpoint keys and the reward pass must
+    not depend on the wrapping)."""
+    while hasattr(model, "module"):
+        model = model.module
+    return model
+
+
 def _masked_token_loss(loss_mask: torch.Tensor, dataset_ids: torch.Tensor, num_datasets: int,
                        per_token_loss: torch.Tensor):
     """The loss function megatron calls on the last stage: (masked sum, token count, values to report).
