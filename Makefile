@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: venv test demo clean
+.PHONY: venv test check demo clean
 
 venv: $(VENV)/.installed
 
@@ -24,6 +24,12 @@ $(VENV)/.installed: pyproject.toml
 test: venv
 	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests (exit 5)" >&2; fi; exit $$rc
+
+# The edit-test loop: the fast unit tests (no slow, multi-process or network tests), in under two minutes.
+CHECK_ARGS := -q -m "not slow and not distributed and not network" tests/unit
+
+check: venv
+	$(PY) -m pytest $(CHECK_ARGS) $(PYTEST_ARGS)
 
 demo: venv
 	$(PY) -m mos_nemo.demo

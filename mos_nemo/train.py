@@ -11,9 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import warnings
 
-warnings.filterwarnings("ignore", module=r"megatron\..*")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -41,10 +39,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from mos_nemo.engine.training.loop import Trainer
     from mos_nemo.engine.parallel import destroy_parallel, initialize_parallel
+    from mos_nemo.logs import configure_logging
 
     # 2. build and 3. train; the process groups are torn down whatever happens.
     try:
         parallel = initialize_parallel(config.parallel.tp, config.parallel.pp, config.run.seed)
+        configure_logging(config.run.dir, parallel.rank)
         Trainer(config, parallel).run()
     except MosError as error:
         print(f"mos_nemo: {error}", file=sys.stderr)

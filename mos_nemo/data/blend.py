@@ -19,10 +19,11 @@ from typing import Sequence
 
 import torch
 
+from mos_nemo.choices import Mode
 from mos_nemo.data.rng import keyed_generator
 from mos_nemo.errors import MosCheckpointError, MosValueError
 
-MODES = ("batch", "sample")
+MODES = Mode.values()  # batch | sample
 
 
 @dataclass

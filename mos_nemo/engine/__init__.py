@@ -2,7 +2,8 @@
 
 megatron-core warns at import time about missing Transformer Engine / Apex and calls a few deprecated torch
 functions; those warnings say nothing actionable to our users, so they are silenced here, before any
-engine module imports megatron.
+engine module imports megatron. This is the one place warning filters live (pytest's copy for the test
+run is in pyproject.toml); what is not filtered reaches the run's log via ``mos_nemo.logs.configure_logging``.
 """
 
 import warnings

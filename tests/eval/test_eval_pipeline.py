@@ -15,7 +15,7 @@ from stub_judge import StubJudge
 
 from mos_nemo.evaluation.mtbench_data import load_questions, mtbench_data_dir
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.network]  # network: the MT-bench wheel comes from PyPI
 
 QUESTION_IDS = (81, 111)  # a writing question (plain grading) and a math one (graded against a reference)
 RATINGS = {(81, 1): 7, (81, 2): 4, (111, 1): 9, (111, 2): 2}

@@ -1,31 +1,34 @@
-"""MoS in the loop under parallelism: the real entry point with `mixing.strategy=mos`, for CosSim and Diff,
-at (TP, PP, DP) = (1,1,1), (2,1,1), (1,2,1), (1,1,2) over gloo. Rewards and new weights in mixture.jsonl
-must agree within 1e-5 across the four layouts (SPEC.md "Under parallelism")."""
+"""MoS in the loop under parallelism: `mixing.strategy=mos`, for CosSim and Diff, at (TP, PP, DP) = (1,1,1),
+(2,1,1), (1,2,1), (1,1,2) over gloo. Rewards and new weights in mixture.jsonl must agree within 1e-5 across
+the four layouts, and with the golden values in tests/integration/golden/tiny_cpu.json within 1e-4.
 
-import subprocess
-import sys
-from pathlib import Path
+The three two-process layouts of both rewards train one after the other in one process group (one start-up
+instead of six torchrun launches); the entry point itself is covered by test_train_parallel.py.
+"""
 
 import pytest
 
 from mos_nemo.logs import read_jsonl
+from tests.distributed import train_in_one_group
+from tests.integration.golden import load_golden
 
-ROOT = Path(__file__).resolve().parents[2]
-TORCHRUN = str(Path(sys.executable).with_name("torchrun"))
+REWARDS = ("cossim", "diff")
 LAYOUTS = {"tp1": (1, []), "tp2": (2, ["parallel.tp=2"]), "pp2": (2, ["parallel.pp=2"]), "dp2": (2, [])}
 MOS = ["mixing.strategy=mos", "mixing.reward_batch=4", "mixing.reference_pool=16", "mixing.update_every=3",
        "train.max_steps=6", "checkpoint.every=0", "checkpoint.save_final=false"]
 
 
-def run_layout(run_dir: Path, reward: str, layout: str) -> list[dict]:
-    nproc, extra = LAYOUTS[layout]
-    # torchrun --standalone picks a free port itself; `--master-port 0` would hang the workers' rendezvous.
-    launcher = [TORCHRUN, "--standalone", "--nproc-per-node", str(nproc)] if nproc > 1 else [sys.executable]
-    command = [*launcher, "mos_nemo/train.py", "--config-name", "tiny_cpu", f"run.dir={run_dir}",
-               f"mixing.reward={reward}", *MOS, *extra]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
-    return read_jsonl(run_dir / "mixture.jsonl")
+@pytest.fixture(scope="module")
+def mixtures(tmp_path_factory):
+    """{(reward, layout): mixture.jsonl records} for every reward and layout."""
+    root = tmp_path_factory.mktemp("layouts")
+    by_size = {1: [], 2: []}
+    for reward in REWARDS:
+        for layout, (nproc, extra) in LAYOUTS.items():
+            by_size[nproc].append(((reward, layout), [*MOS, f"mixing.reward={reward}", *extra]))
+    for nproc, runs in by_size.items():
+        train_in_one_group([(root / "-".join(key), overrides) for key, overrides in runs], nproc)
+    return {key: read_jsonl(root / "-".join(key) / "mixture.jsonl") for runs in by_size.values() for key, _ in runs}
 
 
 def assert_close_by_name(got: dict, expected: dict, tolerance: float, what: str) -> None:
@@ -36,17 +39,20 @@ def assert_close_by_name(got: dict, expected: dict, tolerance: float, what: str)
 
 @pytest.mark.slow
 @pytest.mark.distributed
-@pytest.mark.parametrize("reward", ["cossim", "diff"])
-def test_rewards_and_weights_agree_across_tp_pp_dp(reward, tmp_path):
-    runs = {layout: run_layout(tmp_path / layout, reward, layout) for layout in LAYOUTS}
-    reference = runs["tp1"]
+@pytest.mark.parametrize("reward", REWARDS)
+def test_rewards_and_weights_agree_across_tp_pp_dp(reward, mixtures):
+    reference = mixtures[reward, "tp1"]
     assert [r["step"] for r in reference] == [0, 3, 6]
     assert reference[1]["rewards_raw"] is not None
     # the mixture really moved away from the prior: this is a learned blend, not a static one
     assert max(abs(reference[2]["weights"][n] - reference[0]["weights"][n]) for n in reference[0]["weights"]) > 1e-3
-    for layout, records in runs.items():
+    golden = load_golden()["mos_weights"][reward]
+    for layout in LAYOUTS:
+        records = mixtures[reward, layout]
         assert [r["step"] for r in records] == [r["step"] for r in reference], layout
         for got, expected in zip(records[1:], reference[1:]):
             for key in ("rewards_raw", "rewards", "weights"):
                 assert_close_by_name(got[key], expected[key], 1e-5, f"{layout} step {got['step']} {key}")
             assert got["counts"] == expected["counts"], layout
+        for got in records:  # a regression that moves every layout alike is caught here
+            assert_close_by_name(got["weights"], golden[str(got["step"])], 1e-4, f"golden {layout} step {got['step']}")

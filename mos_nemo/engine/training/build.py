@@ -9,6 +9,7 @@ import math
 import os
 import shutil
 from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
 from typing import Optional
 
@@ -16,6 +17,7 @@ import torch
 import torch.distributed as dist
 import transformers
 
+from mos_nemo.choices import Dtype, Reference, Reward, Strategy
 from mos_nemo.config import MosConfig
 from mos_nemo.config_checks import ASSET_PREFIX
 from mos_nemo.data import ReweightableBlend, TokenizedDataset, load_sft_datasets
@@ -49,10 +51,11 @@ def resolve_path(value: str, cache_dir: Optional[str], with_weights: bool) -> Pa
     return Path(value).expanduser()
 
 
-def params_dtype(config: MosConfig) -> torch.dtype:
-    if config.model.dtype == "auto":
+def params_dtype(dtype: str) -> torch.dtype:
+    """The parameter dtype of a ``model.dtype`` / ``convert --dtype`` choice (auto: bf16 on GPU, fp32 on CPU)."""
+    if dtype == Dtype.auto:
         return torch.bfloat16 if torch.cuda.is_available() else torch.float32
-    return {"fp32": torch.float32, "bf16": torch.bfloat16}[config.model.dtype]
+    return {Dtype.fp32: torch.float32, Dtype.bf16: torch.bfloat16}[Dtype(dtype)]
 
 
 def load_tokenizer(config: MosConfig, parallel: ParallelState) -> tuple[transformers.PreTrainedTokenizerBase, Path]:
@@ -79,21 +82,34 @@ def total_steps(config: MosConfig, datasets: list[TokenizedDataset]) -> int:
 
 
 def build_blend(config: MosConfig, datasets: list[TokenizedDataset], parallel: ParallelState) -> ReweightableBlend:
-    """The reweightable blend, starting from the temperature prior q_tau (Eq. 3) without ``mixing.exclude``."""
+    """The reweightable blend, starting from the temperature prior q_tau (Eq. 3); ``apply_exclusions`` then
+    takes ``mixing.exclude`` out."""
     sizes = [len(d) for d in datasets]
     names = [d.name for d in datasets]
     return ReweightableBlend(
-        sizes, names, config.train.global_batch_size,
-        weights=without_excluded(temperature_prior(sizes, config.mixing.tau), names, config.mixing.exclude),
+        sizes, names, config.train.global_batch_size, weights=temperature_prior(sizes, config.mixing.tau),
         mode=config.mixing.mode, seed=config.run.seed, dp_rank=parallel.dp_rank, dp_size=parallel.dp,
     )
 
 
-def without_excluded(weights: torch.Tensor, names: list[str], exclude: list[str]) -> torch.Tensor:
-    """``weights`` with the excluded datasets at exactly 0, renormalised over the others."""
-    kept = torch.tensor([name not in exclude for name in names], dtype=weights.dtype)
-    weights = weights * kept
-    return weights / weights.sum()
+def apply_exclusions(config: MosConfig, blend: ReweightableBlend, reward_hook, names: list[str]) -> None:
+    """``mixing.exclude`` as configured now (at the start, and again on resume, where it may have changed).
+
+    Static: the blend gets the prior with the excluded datasets at exactly 0, renormalised over the others.
+    MoS: psi's availability input a(i) is 0 for them, so p(i) is exactly 0; the blend follows p if it changed.
+    """
+    exclude = config.mixing.exclude
+    if reward_hook is None:
+        prior = temperature_prior(blend.sizes, config.mixing.tau)
+        kept = torch.tensor([name not in exclude for name in names], dtype=prior.dtype)
+        blend.set_weights(prior * kept / (prior * kept).sum())
+        return
+    mos = reward_hook.mos
+    before = mos.availability.clone()
+    for name in names:
+        mos.set_available(name, name not in exclude)
+    if not torch.equal(before, mos.availability):
+        blend.set_weights(mos.probabilities)
 
 
 def build_hf_config(config: MosConfig, tokenizer, parallel: ParallelState):
@@ -102,10 +118,10 @@ def build_hf_config(config: MosConfig, tokenizer, parallel: ParallelState):
         with rank_zero_first(parallel):
             folder = resolve_path(config.model.hf_path, config.data.cache_dir, with_weights=True)
         return load_hf_config(folder), folder
-    overrides = dict(config.model.config)
+    overrides = asdict(config.model.config)
     family = overrides.pop("family")
-    vocab = math.ceil(len(tokenizer) / 128) * 128  # room for every token id, divisible by any TP size
-    overrides.setdefault("vocab_size", vocab)
+    if overrides["vocab_size"] is None:  # room for every token id, divisible by any TP size
+        overrides["vocab_size"] = math.ceil(len(tokenizer) / 128) * 128
     if overrides["vocab_size"] < len(tokenizer):
         raise MosConfigError(f"model.config.vocab_size={overrides['vocab_size']}: the tokenizer has "
                              f"{len(tokenizer)} tokens; raise it or leave it out")
@@ -141,7 +157,7 @@ def build_training_model(config: MosConfig, hf_config, hf_folder: Optional[Path]
     model_parallel_cuda_manual_seed(config.run.seed, inference_rng_tracker=not torch.cuda.is_available(),
                                     force_reset_rng=True)
     sequence_parallel = config.parallel.sequence_parallel and parallel.tp > 1 and torch.cuda.is_available()
-    model = build_model(hf_config, params_dtype=params_dtype(config), sequence_parallel=sequence_parallel)
+    model = build_model(hf_config, params_dtype=params_dtype(config.model.dtype), sequence_parallel=sequence_parallel)
     if hf_folder is not None:
         from mos_nemo.engine.hf.weights import load_hf_weights
 
@@ -158,7 +174,7 @@ def build_reward_hook(config: MosConfig, datasets: list[TokenizedDataset], model
     With ``mixing.reward=diff`` and ``mixing.reference=live`` it also builds theta0: a second, frozen model
     with the same initial weights (the paper's way; ``pool`` avoids holding it).
     """
-    if config.mixing.strategy == "static":
+    if config.mixing.strategy == Strategy.static:
         return None
     from mos_nemo.engine.training.reward_hook import MosRewardHook, ScoringSetup
 
@@ -166,12 +182,10 @@ def build_reward_hook(config: MosConfig, datasets: list[TokenizedDataset], model
     mos = MixtureOfSkills([len(d) for d in datasets], prior_tau=mixing.tau, ema_beta=mixing.ema_beta,
                           lr=mixing.scorer_lr, inner_steps=mixing.inner_steps, hidden=mixing.hidden,
                           p_min=mixing.p_min, seed=config.run.seed, names=names)
-    for name in mixing.exclude:  # psi's availability input a(i) = 0: p(i) is exactly 0 from now on
-        mos.exclude(name)
     setup = ScoringSetup(parallel=parallel, micro_batch_size=config.train.micro_batch_size,
                          seq_length=config.train.seq_length, pad_id=pad_id, hidden_size=model_config.hidden_size)
     reference_model = None
-    if mixing.reward == "diff" and mixing.reference == "live":
+    if mixing.reward == Reward.diff and mixing.reference == Reference.live:
         reference_model = build_training_model(config, model_config, hf_folder, parallel).eval()
         reference_model.requires_grad_(False)
     return MosRewardHook(mos, datasets, setup, reward=mixing.reward, reward_batch=mixing.reward_batch,

@@ -24,7 +24,6 @@ import json
 import os
 import random
 import shutil
-import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Optional
@@ -35,11 +34,11 @@ import torch.distributed as dist
 
 from mos_nemo.engine.cpu import device_mode
 from mos_nemo.engine.parallel import ParallelState
+from mos_nemo.engine.training.step import unwrap
 from mos_nemo.errors import MosCheckpointError
 
-warnings.filterwarnings("ignore", module=r"megatron\..*")
-from megatron.core import dist_checkpointing  # noqa: E402
-from megatron.core.tensor_parallel.random import get_cuda_rng_tracker  # noqa: E402
+from megatron.core import dist_checkpointing
+from megatron.core.tensor_parallel.random import get_cuda_rng_tracker
 
 LATEST = "latest"
 PARTIAL = ".partial"
@@ -112,15 +111,8 @@ def _untie_step_tensors(optimizer) -> None:
                 state["step"] = state["step"].clone()
 
 
-def _unwrap(chunk: torch.nn.Module) -> torch.nn.Module:
-    """The GPTModel inside megatron's DDP wrapper: checkpoint keys do not depend on the wrapping."""
-    while hasattr(chunk, "module"):
-        chunk = chunk.module
-    return chunk
-
-
 def _sharded_state(model: list, optimizer, is_loading: bool) -> dict:
-    model_state = _unwrap(model[0]).sharded_state_dict()
+    model_state = unwrap(model[0]).sharded_state_dict()
     return {
         "model": model_state,
         "optimizer": optimizer.sharded_state_dict(model_state, is_loading=is_loading, metadata=SHARDING),
@@ -194,7 +186,7 @@ def load_checkpoint(folder: str | Path, model: list, optimizer, parallel: Parall
     _allocate_optimizer_state(optimizer)
     with torch.no_grad(), device_mode(), _keep_step_on_load(optimizer):
         state = dist_checkpointing.load(_sharded_state(model, optimizer, is_loading=True), str(folder))
-        _unwrap(model[0]).load_state_dict(state["model"])
+        unwrap(model[0]).load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
     _untie_step_tensors(optimizer)
     same_layout = (meta["tp"], meta["pp"], meta["world_size"]) == (parallel.tp, parallel.pp, parallel.world_size)

@@ -11,6 +11,7 @@ agree on each global batch without talking. Only rank 0 writes logs.
 
 from __future__ import annotations
 
+import logging
 import signal
 import time
 from pathlib import Path
@@ -27,6 +28,8 @@ from mos_nemo.engine.training.optim import LinearSchedule, build_optimizer, set_
 from mos_nemo.engine.parallel import ParallelState
 from mos_nemo.engine.training.step import train_step, wrap_for_training
 from mos_nemo.logs import RunLogger
+
+log = logging.getLogger(__name__)
 
 
 class StopRequest:
@@ -72,11 +75,12 @@ class Trainer:
         model = build.build_training_model(config, self.hf_config, hf_folder, parallel)
         use_distributed = config.parallel.distributed_optimizer
         self.model = wrap_for_training(model, use_distributed)
-        bf16 = build.params_dtype(config) == torch.bfloat16
+        bf16 = build.params_dtype(config.model.dtype) == torch.bfloat16
         self.optimizer = build_optimizer(self.model, config.optim, use_distributed, bf16)
         self.schedule = LinearSchedule.from_config(config.optim, self.max_steps)
         self.reward_hook = build.build_reward_hook(config, self.datasets, self.hf_config, self.pad_id, parallel,
                                               hf_folder)
+        build.apply_exclusions(config, self.blend, self.reward_hook, self.names)
         self.step = 0
         self.mixing_seconds = 0.0  # MoS wall time not yet reported in train.jsonl
         self.logger: Optional[RunLogger] = None
@@ -93,23 +97,8 @@ class Trainer:
         if self.reward_hook is not None and state["mixing"] is not None:
             self.reward_hook.load_state_dict(state["mixing"])
         self.step = state["step"]
-        self._apply_exclusions()
+        build.apply_exclusions(self.config, self.blend, self.reward_hook, self.names)
         return self.step
-
-    def _apply_exclusions(self) -> None:
-        """``mixing.exclude`` as configured now: a resumed run may drop a dataset (or bring one back)."""
-        exclude = self.config.mixing.exclude
-        if self.reward_hook is None:  # static: the prior without the excluded datasets
-            sizes = [len(d) for d in self.datasets]
-            prior = build.temperature_prior(sizes, self.config.mixing.tau)
-            self.blend.set_weights(build.without_excluded(prior, self.names, exclude))
-            return
-        mos = self.reward_hook.mos
-        before = mos.availability.clone()
-        for name in self.names:
-            mos.set_available(name, name not in exclude)
-        if not torch.equal(before, mos.availability):
-            self.blend.set_weights(mos.probabilities)
 
     def _save(self) -> None:
         trainer_state = {
@@ -172,8 +161,11 @@ class Trainer:
         else:
             counts = torch.bincount(draw.dataset_ids, minlength=len(self.names)).tolist()
             record["counts"] = dict(zip(self.names, counts))
+        if not result.update_ok:  # megatron's update_successful: it skips a step with non-finite gradients
+            log.warning("step %d: optimizer step NOT applied (non-finite gradients; grad norm %s); the weights "
+                        "are unchanged", self.step, result.grad_norm)
         record.update(lr=lr, tokens=result.tokens, seconds=time.perf_counter() - started,
-                      grad_norm=result.grad_norm, loss_tokens=result.loss_tokens,
+                      grad_norm=result.grad_norm, update_applied=result.update_ok, loss_tokens=result.loss_tokens,
                       dataset_loss={n: v for n, v in zip(self.names, result.dataset_losses) if v is not None})
         if self.reward_hook is not None:  # wall time spent by MoS within this step (reward pass, psi update)
             record["mixing_seconds"], self.mixing_seconds = self.mixing_seconds, 0.0

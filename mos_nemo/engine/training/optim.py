@@ -7,7 +7,6 @@ a pure function of the step, so the checkpoint needs only the step to resume it 
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 
 import torch
@@ -15,8 +14,7 @@ import torch
 from mos_nemo.config import OptimConfig
 from mos_nemo.engine.cpu import device_mode
 
-warnings.filterwarnings("ignore", module=r"megatron\..*")
-from megatron.core.optimizer import OptimizerConfig, get_megatron_optimizer  # noqa: E402
+from megatron.core.optimizer import OptimizerConfig, get_megatron_optimizer
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from mos_nemo.choices import Reference, Reward
 from mos_nemo.data import reward_example_ids
 from mos_nemo.engine.parallel import ParallelState
 from mos_nemo.engine.training.reward_pass import RewardRows, gather_examples, pooled_dataset_embeddings, score_examples
@@ -75,11 +76,11 @@ class MosRewardHook:
         reference_pool: int = 1024,
         reference_model: torch.nn.Module | None = None,
     ):
-        if reward not in ("cossim", "diff"):
-            raise MosConfigError(f"mixing.reward = {reward!r}: choose cossim or diff")
-        if reference not in ("pool", "live"):
-            raise MosConfigError(f"mixing.reference = {reference!r}: choose pool or live")
-        if reward == "diff" and reference == "live" and reference_model is None:
+        if reward not in Reward.values():
+            raise MosConfigError(f"mixing.reward = {reward!r}: choose one of {Reward.values()}")
+        if reference not in Reference.values():
+            raise MosConfigError(f"mixing.reference = {reference!r}: choose one of {Reference.values()}")
+        if reward == Reward.diff and reference == Reference.live and reference_model is None:
             raise MosConfigError("mixing.reference = live needs a frozen theta0 model; none was built")
         if reward_batch < 1 or update_every < 1 or reference_pool < 1:
             raise MosConfigError(
@@ -95,7 +96,7 @@ class MosRewardHook:
 
     @property
     def uses_pool(self) -> bool:
-        return self.reward == "diff" and self.reference == "pool"
+        return self.reward == Reward.diff and self.reference == Reference.pool
 
     def should_update(self, step: int) -> bool:
         """True after every ``update_every``-th completed training step (1-based ``step``)."""
@@ -120,28 +121,37 @@ class MosRewardHook:
     # ---- rewards --------------------------------------------------------------------------------
     def compute_raw_rewards(self, model: torch.nn.Module, step: int) -> torch.Tensor:
         """Raw rewards R'(i) [N] float64 of the current model on step ``step``'s reward mini-batches."""
-        if self.uses_pool:
-            if self.pool_nll is None:
-                raise MosConfigError("the reference pool was never scored: call prepare(model) before training")
-            positions = [
-                reward_example_ids(len(pool), self.reward_batch, self.seed, step, i)
-                for i, pool in enumerate(self.pool_ids)
-            ]
-            ids = [pool[pos] for pool, pos in zip(self.pool_ids, positions)]
-            scored = self._score(model, gather_examples(self.datasets, ids), with_embeddings=False)
-            nll_ref = torch.stack([nll[pos] for nll, pos in zip(self.pool_nll, positions)])  # [N, L]
-            return diff_reward(scored.nll, nll_ref, target=self.target, mask=scored.present)
+        source = self.reference if self.reward == Reward.diff else None  # theta0 matters to Diff only
+        return _REWARDS[self.reward, source](self, model, step)
+
+    def _draw_rows(self, step: int) -> RewardRows:
         ids = [
             reward_example_ids(len(ds), self.reward_batch, self.seed, step, i)
             for i, ds in enumerate(self.datasets)
         ]
-        rows = gather_examples(self.datasets, ids)
-        if self.reward == "diff":  # live theta0
-            scored = self._score(model, rows, with_embeddings=False)
-            reference = self._score(self.reference_model, rows, with_embeddings=False)
-            return diff_reward(scored.nll, reference.nll, target=self.target, mask=scored.present)
-        scored = self._score(model, rows, with_embeddings=True)
+        return gather_examples(self.datasets, ids)
+
+    def _cossim(self, model: torch.nn.Module, step: int) -> torch.Tensor:
+        scored = self._score(model, self._draw_rows(step), with_embeddings=True)
         return cossim_reward(pooled_dataset_embeddings(scored), target=self.target)
+
+    def _diff_live(self, model: torch.nn.Module, step: int) -> torch.Tensor:
+        rows = self._draw_rows(step)
+        scored = self._score(model, rows, with_embeddings=False)
+        reference = self._score(self.reference_model, rows, with_embeddings=False)
+        return diff_reward(scored.nll, reference.nll, target=self.target, mask=scored.present)
+
+    def _diff_pool(self, model: torch.nn.Module, step: int) -> torch.Tensor:
+        if self.pool_nll is None:
+            raise MosConfigError("the reference pool was never scored: call prepare(model) before training")
+        positions = [
+            reward_example_ids(len(pool), self.reward_batch, self.seed, step, i)
+            for i, pool in enumerate(self.pool_ids)
+        ]
+        ids = [pool[pos] for pool, pos in zip(self.pool_ids, positions)]
+        scored = self._score(model, gather_examples(self.datasets, ids), with_embeddings=False)
+        nll_ref = torch.stack([nll[pos] for nll, pos in zip(self.pool_nll, positions)])  # [N, L]
+        return diff_reward(scored.nll, nll_ref, target=self.target, mask=scored.present)
 
     def _score(self, model: torch.nn.Module, rows: RewardRows, with_embeddings: bool):
         s = self.setup
@@ -169,6 +179,14 @@ class MosRewardHook:
     def load_state_dict(self, state: dict) -> None:
         self.mos.load_state_dict(state["mos"])
         self.pool_ids, self.pool_nll = state["pool_ids"], state["pool_nll"]
+
+
+# The reward registry: (mixing.reward, theta0 source or None) -> how the raw rewards are computed.
+_REWARDS = {
+    (Reward.cossim, None): MosRewardHook._cossim,  # Eq. 8 on pooled hidden states
+    (Reward.diff, Reference.live): MosRewardHook._diff_live,  # Eq. 10 against a frozen theta0 model
+    (Reward.diff, Reference.pool): MosRewardHook._diff_pool,  # Eq. 10 against theta0's kept pool NLL
+}
 
 
 def _broadcast_from_rank0(weights: torch.Tensor, device: torch.device) -> torch.Tensor:

