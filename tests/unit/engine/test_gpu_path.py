@@ -155,3 +155,21 @@ def test_verify_reports_top1_agreement(parallel, llama):
         model.output_layer.weight.copy_(model.output_layer.weight.roll(1, dims=0))
     broken = compare_with_hf(model, llama, config.vocab_size, CPU)
     assert broken.top1_agreement < 0.2 and broken.max_abs_diff > 1e-2
+
+
+def test_reward_width_is_the_longest_example_rounded_to_128_and_capped():
+    import numpy as np
+
+    from mos_nemo.data import TokenizedDataset
+    from mos_nemo.data.dataset import DatasetStats
+    from mos_nemo.engine.training.reward_pass import reward_width
+
+    def dataset(name, lengths):
+        return TokenizedDataset.from_examples(
+            name, [(np.arange(n, dtype=np.int64), np.ones(n, dtype=bool)) for n in lengths],
+            DatasetStats(name=name, format="messages", format_detected=False))
+
+    short, longer = dataset("a", [5, 40, 7]), dataset("b", [130, 3])
+    assert reward_width([short], seq_length=2048) == 128
+    assert reward_width([short, longer], seq_length=2048) == 256  # run-wide: the longest of all datasets
+    assert reward_width([short, longer], seq_length=200) == 200  # never beyond seq_length
