@@ -173,3 +173,37 @@ def test_reward_width_is_the_longest_example_rounded_to_128_and_capped():
     assert reward_width([short], seq_length=2048) == 128
     assert reward_width([short, longer], seq_length=2048) == 256  # run-wide: the longest of all datasets
     assert reward_width([short, longer], seq_length=200) == 200  # never beyond seq_length
+
+
+def test_export_writes_sharded_safetensors_that_transformers_loads_bit_for_bit(parallel, tmp_path):
+    import json
+
+    import transformers
+    from safetensors.torch import load_file
+
+    from mos_nemo.engine.hf.weights import export_hf
+
+    folder = tmp_path / "qwen2"
+    config = save_tiny_hf_model(folder, "qwen2", seed=6)
+    model = build_model(config, params_dtype=torch.float32)
+    load_hf_weights(model, folder, config)
+    out = tmp_path / "export"
+    out.mkdir()
+    # a stale single file from an earlier export must not shadow the new shards
+    (out / "model.safetensors").write_bytes((folder / "model.safetensors").read_bytes())
+    export_hf(model, config, out, tokenizer_dir=folder, max_shard_bytes=64 * 1024)
+    index = json.loads((out / "model.safetensors.index.json").read_text())
+    files = sorted(set(index["weight_map"].values()))
+    assert len(files) > 2 and not (out / "model.safetensors").exists()
+    original = load_file(folder / "model.safetensors")
+    exported = {}
+    for name in files:
+        exported.update(load_file(out / name))
+    assert sorted(exported) == sorted(original) == sorted(index["weight_map"])
+    assert index["metadata"]["total_size"] == sum(t.numel() * t.element_size() for t in original.values())
+    for name, tensor in original.items():
+        assert torch.equal(exported[name].view(torch.int32), tensor.view(torch.int32)), name
+    loaded = transformers.AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32)
+    reference = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    for (name, a), (_, b) in zip(loaded.state_dict().items(), reference.state_dict().items()):
+        assert torch.equal(a, b), name
