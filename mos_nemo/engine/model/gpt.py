@@ -200,9 +200,10 @@ def default_device() -> torch.device:
 
 
 def build_model(hf_config, *, params_dtype: torch.dtype, sequence_parallel: bool = False,
-                device: torch.device | str | None = None) -> GPTModel:
+                device: torch.device | str | None = None, use_te: bool | None = None) -> GPTModel:
     """GPTModel for this rank's pipeline stage (TP/PP sizes from megatron's parallel_state), every parameter
-    and buffer on ``device`` (default: this rank's GPU, else CPU).
+    and buffer on ``device`` (default: this rank's GPU, else CPU). ``use_te`` picks the layer spec
+    (default: TE when megatron-core finds it; False forces the local spec, e.g. to compare the two).
 
     Call ``initialize_parallel`` first. Weights are randomly initialised; load them with
     ``hf_weights.load_hf_weights`` or a megatron checkpoint.
@@ -210,12 +211,14 @@ def build_model(hf_config, *, params_dtype: torch.dtype, sequence_parallel: bool
     install_cpu_shims()
     tp = parallel_state.get_tensor_model_parallel_world_size()
     pp = parallel_state.get_pipeline_model_parallel_world_size()
+    use_te = transformer_engine_available() if use_te is None else use_te
     config = transformer_config_from_hf(hf_config, tp=tp, pp=pp, params_dtype=params_dtype,
-                                        sequence_parallel=sequence_parallel)
+                                        sequence_parallel=sequence_parallel,
+                                        fused=use_te and torch.cuda.is_available())
     rope = hf_rope_parameters(hf_config)
     model = GPTModel(
         config=config,
-        transformer_layer_spec=decoder_block_spec(config, use_te=transformer_engine_available()),
+        transformer_layer_spec=decoder_block_spec(config, use_te=use_te),
         vocab_size=hf_config.vocab_size,
         max_sequence_length=hf_config.max_position_embeddings,
         pre_process=parallel_state.is_pipeline_first_stage(),
