@@ -5,8 +5,10 @@
     python -m mos_nemo.convert verify --hf DIR [--tp N --pp M]
 
 Under torchrun each process is one rank; without torchrun a TP x PP layout larger than 1 is spawned
-locally (gloo on CPU). ``verify`` prints, as its last line, ``max_abs_logit_diff <value>``: the largest
-absolute difference between HF transformers' logits and ours on a fixed input. The checkpoint layout is
+locally (gloo on CPU). ``verify`` prints ``top1_agreement <fraction>`` and, as its last line,
+``max_abs_logit_diff <value>``: the argmax agreement and the largest absolute difference between HF
+transformers' logits and ours on a fixed input. It compares in fp32 unless ``--dtype`` says otherwise
+(a bf16 comparison differs by bf16 rounding even when the conversion is right). The checkpoint layout is
 described in ``mos_nemo/engine/hf/model_checkpoint.py``.
 """
 
@@ -72,9 +74,9 @@ def export_ckpt(ckpt: str, out: str, tp: int, pp: int, dtype_name: str, hf_dir: 
         destroy_parallel()
 
 
-def verify(hf_dir: str, tp: int, pp: int, dtype_name: str) -> float:
-    """Max |logit difference| between HF transformers and our model loaded from ``hf_dir``."""
-    from mos_nemo.engine.hf.verify import max_logit_difference
+def verify(hf_dir: str, tp: int, pp: int, dtype_name: str):
+    """Max |logit difference| and top-1 agreement, HF transformers vs our model loaded from ``hf_dir``."""
+    from mos_nemo.engine.hf.verify import compare_with_hf
     from mos_nemo.engine.hf.weights import load_hf_weights
     from mos_nemo.engine.model.gpt import load_hf_config
     from mos_nemo.engine.parallel import destroy_parallel
@@ -84,7 +86,7 @@ def verify(hf_dir: str, tp: int, pp: int, dtype_name: str) -> float:
     try:
         state, model = _build(hf_config, tp, pp, dtype)
         load_hf_weights(model, hf_dir, hf_config)
-        return max_logit_difference(model, hf_dir, hf_config.vocab_size, state.device, dtype=dtype)
+        return compare_with_hf(model, hf_dir, hf_config.vocab_size, state.device, dtype=dtype)
     finally:
         destroy_parallel()
 
@@ -106,8 +108,12 @@ def _parser() -> argparse.ArgumentParser:
             sub.add_argument("--out", required=True, help="output folder")
         sub.add_argument("--tp", type=int, default=1, help="tensor-parallel size")
         sub.add_argument("--pp", type=int, default=1, help="pipeline-parallel size")
-        sub.add_argument("--dtype", choices=Dtype.values(), default=Dtype.auto.value,
-                         help="parameter dtype (auto: bf16 on GPU, fp32 on CPU)")
+        if name == "verify":
+            sub.add_argument("--dtype", choices=Dtype.values(), default=Dtype.fp32.value,
+                             help="dtype of both models (default fp32; auto: bf16 on GPU, fp32 on CPU)")
+        else:
+            sub.add_argument("--dtype", choices=Dtype.values(), default=Dtype.auto.value,
+                             help="parameter dtype (auto: bf16 on GPU, fp32 on CPU)")
     return parser
 
 
@@ -131,7 +137,8 @@ def main(argv=None) -> int:
     else:
         results, rank = spawn_ranks(fn, world, *fn_args), 0
     if args.command == "verify" and rank == 0:
-        print(f"max_abs_logit_diff {results[0]:.3e}", flush=True)
+        print(f"top1_agreement {results[0].top1_agreement:.4f}", flush=True)
+        print(f"max_abs_logit_diff {results[0].max_abs_diff:.3e}", flush=True)
     elif rank == 0:
         print(f"{args.command}: wrote {args.out}", flush=True)
     return 0

@@ -22,6 +22,9 @@ def collate_sft(examples: list[dict], pad_id: int, pad_to_multiple_of: int = 8, 
     Without packing: one example per row, s = longest example rounded up to `pad_to_multiple_of`, capped at
     seq_length. With packing: examples placed first-fit (in order) into rows of exactly seq_length tokens.
     When every example has an int "dataset_id", a "dataset_ids" [b, s] tensor (-1 on padding) is added.
+    Packed batches also carry "cu_seqlens" [k + 1] int32 and "max_seqlen" (a Python int): the boundaries of
+    the k sequences of the flattened batch [b*s] (every example, and each row's padding as one more), the
+    THD layout Transformer Engine's fused attention takes instead of a mask.
     """
     if not examples:
         raise MosValueError("collate_sft got no examples: a micro batch needs at least one")
@@ -55,7 +58,21 @@ def collate_sft(examples: list[dict], pad_id: int, pad_to_multiple_of: int = 8, 
         for segment, index in enumerate(members, start=1):
             _place(batch, row, start, segment, examples[index])
             start += lengths[index]
+    if pack:
+        batch["cu_seqlens"], batch["max_seqlen"] = _cu_seqlens(rows, lengths, width)
     return batch
+
+
+def _cu_seqlens(rows: list[list[int]], lengths: list[int], width: int) -> tuple[torch.Tensor, int]:
+    """Cumulative sequence starts over the flattened rows, padding tails counted as sequences of their own."""
+    spans = []
+    for members in rows:
+        spans += [lengths[i] for i in members]
+        tail = width - sum(lengths[i] for i in members)
+        if tail:
+            spans.append(tail)
+    bounds = torch.tensor([0] + spans, dtype=torch.int64).cumsum(0).to(torch.int32)  # [k + 1]
+    return bounds, max(spans)
 
 
 def _place(batch: dict[str, torch.Tensor], row: int, start: int, segment: int, example: dict) -> None:

@@ -53,14 +53,40 @@ def load_sft_datasets(configs: Sequence[DatasetConfig], tokenizer, seq_length: i
     return datasets
 
 
-def pad_token_id(tokenizer) -> int:
-    """The tokenizer's pad id; a MosDataError (with the fix) when it has none."""
+def choose_pad_id(tokenizer) -> tuple[int, str]:
+    """(pad id, why): the tokenizer's pad token, else a special token that never occurs in text.
+
+    Llama-3's tokenizer has no pad token. Preference: (1) ``pad_token_id``; (2) an added special token named
+    like a pad (Llama-3.1/3.2's ``<|finetune_right_pad_id|>``); (3) the first reserved / unused special token
+    (Llama-3's ``<|reserved_special_token_0|>``), which no chat template or text produces; (4) eos. Even (4)
+    trains nothing on pads: pads sit right of every example, labels there are ignored, the loss mask and the
+    pooling mask are 0 there and causal attention never lets a real token see a later pad, so the pad
+    row's embedding gets no gradient whatever id it has.
+    """
     pad_id = getattr(tokenizer, "pad_token_id", None)
-    if pad_id is None:
+    if pad_id is not None:
+        return int(pad_id), f"the tokenizer's pad token {tokenizer.pad_token!r}"
+    taken = {getattr(tokenizer, "bos_token_id", None), getattr(tokenizer, "eos_token_id", None)}
+    added = sorted((int(i), token.content) for i, token in getattr(tokenizer, "added_tokens_decoder", {}).items()
+                   if getattr(token, "special", True) and int(i) not in taken)
+    for words, kind in ((("pad",), "a special pad token"), (("reserved", "unused"), "an unused reserved token")):
+        for token_id, content in added:
+            if any(word in content.lower() for word in words):
+                return token_id, f"{kind} {content!r} (the tokenizer has no pad token)"
+    eos = getattr(tokenizer, "eos_token_id", None)
+    if eos is None:
         raise MosDataError(
-            f"tokenizer {getattr(tokenizer, 'name_or_path', '')!r} has no pad token: set one before loading "
-            "data, e.g. tokenizer.pad_token = tokenizer.eos_token (padding never enters loss or attention)")
-    return int(pad_id)
+            f"tokenizer {getattr(tokenizer, 'name_or_path', '')!r} has no pad, no reserved special token and no "
+            "eos token: set one before loading data, e.g. tokenizer.pad_token = '<pad>'")
+    return int(eos), (f"eos {tokenizer.eos_token!r} (the tokenizer has no pad and no reserved token; pads never "
+                      "enter the loss, attention or pooling)")
+
+
+def pad_token_id(tokenizer) -> int:
+    """The pad id ``choose_pad_id`` picks; logged, since a tokenizer without pad gets one chosen for it."""
+    pad_id, why = choose_pad_id(tokenizer)
+    log.info("padding with token id %d: %s", pad_id, why)
+    return pad_id
 
 
 def tokenizer_fingerprint(tokenizer) -> str:

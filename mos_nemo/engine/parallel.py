@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import atexit
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -20,6 +22,22 @@ from mos_nemo.errors import MosConfigError
 from megatron.core import parallel_state
 from megatron.core.tensor_parallel import model_parallel_cuda_manual_seed
 
+# Collectives of the training step: a hang still surfaces within the usual 10 minutes (NCCL's default).
+STEP_TIMEOUT = timedelta(minutes=10)
+# One-off waits while one rank downloads / tokenises datasets or writes a multi-GB HF export: an 8B
+# export to a network file system takes well over NCCL's 10 minutes.
+LONG_WAIT_TIMEOUT = timedelta(hours=4)
+_long_wait_group = None
+_long_wait_world = None  # the default group _long_wait_group was made in
+
+
+def cuda_environment(environ, cuda_available: bool) -> dict[str, str]:
+    """Variables megatron needs set before CUDA initialises: CUDA_DEVICE_MAX_CONNECTIONS=1 on GPU, so that
+    the kernels of overlapped TP / DP communication are queued in issue order (megatron-core
+    tensor_parallel/layers.py warns without it under sequence parallelism). A user's own value is kept."""
+    if not cuda_available or "CUDA_DEVICE_MAX_CONNECTIONS" in environ:
+        return {}
+    return {"CUDA_DEVICE_MAX_CONNECTIONS": "1"}
 
 @dataclass(frozen=True)
 class ParallelState:
@@ -43,6 +61,7 @@ def _init_process_group() -> None:
     if dist.is_initialized():
         return
     backend = "nccl" if torch.cuda.is_available() else "gloo"
+    os.environ.update(cuda_environment(os.environ, torch.cuda.is_available()))  # before the CUDA context
     if torch.cuda.is_available():
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     if "WORLD_SIZE" in os.environ:
@@ -52,11 +71,12 @@ def _init_process_group() -> None:
                 "torchrun was started with --master-port 0, which hands its workers port 0 and hangs them; "
                 "launch with `torchrun --standalone --nproc-per-node N ...` or a fixed --master-port."
             )
-        dist.init_process_group(backend)
+        dist.init_process_group(backend, timeout=STEP_TIMEOUT)
     else:
         # Alone: a store on port 0 (the OS picks a free one), and os.environ stays untouched so that
         # subprocesses started later do not mistake themselves for torchrun ranks.
-        dist.init_process_group(backend, init_method="tcp://127.0.0.1:0", rank=0, world_size=1)
+        dist.init_process_group(backend, init_method="tcp://127.0.0.1:0", rank=0, world_size=1,
+                                timeout=STEP_TIMEOUT)
     atexit.register(_destroy_process_group_at_exit)
 
 
@@ -78,6 +98,7 @@ def initialize_parallel(tp: int, pp: int, seed: int, sequence_parallel: bool = F
     """
     install_cpu_shims()
     _init_process_group()
+    _create_long_wait_group()
     world_size = dist.get_world_size()
     _check_layout(world_size, tp, pp)
     if sequence_parallel and tp == 1:
@@ -98,6 +119,40 @@ def initialize_parallel(tp: int, pp: int, seed: int, sequence_parallel: bool = F
     model_parallel_cuda_manual_seed(seed, inference_rng_tracker=not torch.cuda.is_available(),
                                     force_reset_rng=True)
     return current_parallel_state()
+
+
+def _create_long_wait_group() -> None:
+    """A gloo group over all ranks with LONG_WAIT_TIMEOUT (every rank calls this once, in the same order).
+
+    gloo, not NCCL: a rank waiting in it spins on a CPU socket, not on a GPU kernel that NCCL's watchdog
+    kills after its timeout."""
+    global _long_wait_group, _long_wait_world
+    if _long_wait_group is None or _long_wait_world is not dist.group.WORLD:  # new default group: new one
+        _long_wait_group = dist.new_group(backend="gloo", timeout=LONG_WAIT_TIMEOUT)
+        _long_wait_world = dist.group.WORLD
+
+
+def long_wait_group():
+    """The gloo group of ``long_wait_barrier`` (None before ``initialize_parallel``)."""
+    return _long_wait_group
+
+
+def long_wait_barrier() -> None:
+    """Barrier for waits on one rank's slow one-off work (downloads, tokenising, HF export)."""
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        dist.barrier(group=_long_wait_group)
+
+
+@contextmanager
+def local_rank_zero_first(rank: int, world_size: int):
+    """Local rank 0 of every node runs the block first (builds caches, atomically), then the other ranks,
+    which then only read; right for node-local and for shared cache folders. Waits use long_wait_barrier."""
+    first = int(os.environ.get("LOCAL_RANK", rank)) == 0
+    if not first:
+        long_wait_barrier()
+    yield
+    if first and world_size > 1:
+        long_wait_barrier()
 
 
 def current_parallel_state() -> ParallelState:

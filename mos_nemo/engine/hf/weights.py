@@ -153,12 +153,20 @@ def load_hf_weights(model, hf_dir, hf_config) -> None:
             param.copy_(shard)
 
 
-def _gather_tp(local: torch.Tensor, kind: str, hf_config, tp: int) -> list[torch.Tensor]:
-    """Full HF tensors (in the order of ``hf_source``'s names) from every TP rank's shard."""
+def _gather_tp(local: torch.Tensor, kind: str, hf_config, tp: int) -> list[torch.Tensor] | None:
+    """Full HF tensors (in the order of ``hf_source``'s names) on TP rank 0 from every TP rank's shard; None
+    on the other TP ranks, which only send (no full copy there)."""
     if kind == "whole":
         return [local]
-    shards = [torch.empty_like(local) for _ in range(tp)]
-    dist.all_gather(shards, local.contiguous(), group=parallel_state.get_tensor_model_parallel_group())
+    if tp == 1:
+        shards = [local]
+    else:
+        is_root = parallel_state.get_tensor_model_parallel_rank() == 0
+        shards = [torch.empty_like(local) for _ in range(tp)] if is_root else None
+        dist.gather(local.contiguous(), shards, dst=parallel_state.get_tensor_model_parallel_src_rank(),
+                    group=parallel_state.get_tensor_model_parallel_group())
+        if not is_root:
+            return None
     if kind in ("rows", "cols"):
         return [torch.cat(shards, dim=0 if kind == "rows" else 1)]
     if kind == "gate_up":
@@ -180,18 +188,28 @@ def _export_dtype(hf_config, fallback: torch.dtype) -> torch.dtype:
     return dtype if isinstance(dtype, torch.dtype) else fallback
 
 
-@torch.no_grad()
-def gather_hf_state_dict(model, hf_config) -> dict[str, torch.Tensor] | None:
-    """The whole model as HF tensors (CPU) on global rank 0, None elsewhere. Every rank must call it."""
+def _hf_tensors(model, hf_config):
+    """(HF name, full tensor on TP rank 0 / None elsewhere) for this stage, one parameter at a time.
+    Every TP rank of the stage must iterate it (the gathers are collective over TP)."""
     tp = parallel_state.get_tensor_model_parallel_world_size()
     tied = bool(getattr(hf_config, "tie_word_embeddings", False))
-    stage: dict[str, torch.Tensor] = {}
     for name, param in model.named_parameters():
         if tied and name == "output_layer.weight":
             continue  # the last stage's copy of the embedding (PP > 1)
         kind, names = hf_source(model, name, tied)
-        for hf_name, full in zip(names, _gather_tp(param.detach(), kind, hf_config, tp)):
-            stage[hf_name] = full.cpu()
+        full = _gather_tp(param.detach(), kind, hf_config, tp)
+        for index, hf_name in enumerate(names):
+            yield hf_name, None if full is None else full[index]
+
+
+@torch.no_grad()
+def gather_hf_state_dict(model, hf_config) -> dict[str, torch.Tensor] | None:
+    """The whole model as HF tensors (CPU) on global rank 0, None elsewhere. Every rank must call it.
+
+    For tests and small models: it holds the full model on rank 0 and pickles stages over PP.
+    ``export_hf`` streams instead.
+    """
+    stage = {name: tensor.cpu() for name, tensor in _hf_tensors(model, hf_config) if tensor is not None}
     if parallel_state.get_tensor_model_parallel_rank() != 0 or parallel_state.get_data_parallel_rank() != 0:
         return None
     pp_group = parallel_state.get_pipeline_model_parallel_group()
@@ -213,19 +231,84 @@ def copy_tokenizer_files(src_dir, out_dir) -> list[str]:
     return copied
 
 
-def export_hf(model, hf_config, out_dir, tokenizer_dir=None) -> None:
-    """Write an HF folder (config.json, model.safetensors, tokenizer files) from the sharded model.
+SHARD_BYTES = 4 * 2**30  # at most this many bytes of tensors per safetensors file
+INDEX_FILE = "model.safetensors.index.json"
 
-    Gathers over TP and PP; global rank 0 writes; every rank returns after the folder is complete.
+
+class _ShardWriter:
+    """Writes one PP stage's HF tensors into ``model-pp{stage}-{k}.safetensors`` files of <= max_bytes each."""
+
+    def __init__(self, out: Path, stage: int, dtype: torch.dtype | None, max_bytes: int):
+        self.out, self.stage, self.dtype, self.max_bytes = out, stage, dtype, max_bytes
+        self.pending: dict[str, torch.Tensor] = {}
+        self.pending_bytes, self.files = 0, 0
+        self.weight_map: dict[str, str] = {}
+        self.total_bytes = 0
+
+    def add(self, name: str, tensor: torch.Tensor) -> None:
+        tensor = tensor.to(self.dtype or tensor.dtype).contiguous().cpu()
+        size = tensor.numel() * tensor.element_size()
+        if self.pending and self.pending_bytes + size > self.max_bytes:
+            self.flush()
+        self.pending[name] = tensor
+        self.pending_bytes += size
+        self.total_bytes += size
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        filename = f"model-pp{self.stage:03d}-{self.files:05d}.safetensors"
+        save_file(dict(sorted(self.pending.items())), str(self.out / filename), metadata={"format": "pt"})
+        self.weight_map.update({name: filename for name in self.pending})
+        self.pending, self.pending_bytes, self.files = {}, 0, self.files + 1
+
+
+def _remove_old_weights(out: Path) -> None:
+    """A stale model.safetensors would shadow the new index in transformers' loader."""
+    for stale in [out / "model.safetensors", out / INDEX_FILE, *out.glob("model-*.safetensors")]:
+        stale.unlink(missing_ok=True)
+
+
+@torch.no_grad()
+def export_hf(model, hf_config, out_dir, tokenizer_dir=None, max_shard_bytes: int = SHARD_BYTES) -> None:
+    """Write an HF folder (config.json, sharded safetensors + model.safetensors.index.json, tokenizer files).
+
+    Only data-parallel replica 0 takes part: per parameter its TP ranks gather to TP rank 0 (no rank holds
+    the whole model; the writer holds at most one shard file of tensors), and TP rank 0 of each PP stage
+    writes that stage's files. With PP > 1 the writers send rank 0 only their file lists (a few KB) for the
+    index; with PP = 1 nothing is sent. Every rank returns after the folder is complete (long-wait barrier:
+    writing an 8B model can take longer than NCCL's timeout).
     """
-    full = gather_hf_state_dict(model, hf_config)
-    if full is not None:
-        out = Path(out_dir)
+    from mos_nemo.engine.parallel import long_wait_barrier
+
+    out = Path(out_dir)
+    if dist.get_rank() == 0:
         out.mkdir(parents=True, exist_ok=True)
-        dtype = _export_dtype(hf_config, next(iter(full.values())).dtype)
-        save_file({k: v.to(dtype).contiguous() for k, v in sorted(full.items())},
-                  str(out / "model.safetensors"), metadata={"format": "pt"})
-        hf_config.save_pretrained(out)
-        if tokenizer_dir is not None:
-            copy_tokenizer_files(tokenizer_dir, out)
-    dist.barrier()
+        _remove_old_weights(out)
+    long_wait_barrier()
+    writer = None
+    if parallel_state.get_data_parallel_rank() == 0:
+        stage = parallel_state.get_pipeline_model_parallel_rank()
+        if parallel_state.get_tensor_model_parallel_rank() == 0:
+            writer = _ShardWriter(out, stage, _export_dtype(hf_config, None), max_shard_bytes)
+        for name, tensor in _hf_tensors(model, hf_config):
+            if writer is not None:
+                writer.add(name, tensor)
+        if writer is not None:
+            writer.flush()
+            parts = [(writer.weight_map, writer.total_bytes)]
+            if parallel_state.get_pipeline_model_parallel_world_size() > 1:
+                first = parallel_state.get_pipeline_model_parallel_first_rank()
+                gathered = [None] * parallel_state.get_pipeline_model_parallel_world_size()
+                dist.gather_object(parts[0], gathered if dist.get_rank() == first else None, dst=first,
+                                   group=parallel_state.get_pipeline_model_parallel_group())
+                parts = gathered
+            if dist.get_rank() == 0:
+                weight_map = {name: file for part, _ in parts for name, file in part.items()}
+                index = {"metadata": {"total_size": sum(size for _, size in parts)},
+                         "weight_map": dict(sorted(weight_map.items()))}
+                (out / INDEX_FILE).write_text(json.dumps(index, indent=2) + "\n")
+                hf_config.save_pretrained(out)
+                if tokenizer_dir is not None:
+                    copy_tokenizer_files(tokenizer_dir, out)
+    long_wait_barrier()

@@ -117,12 +117,44 @@ def hf_rope_inv_freq(hf_config) -> torch.Tensor:
     return inv_freq
 
 
+def fusion_settings(use_te: bool, activation, grad_accum_kernel: bool) -> dict[str, bool]:
+    """megatron's fused-kernel switches. All off without TE (CPU, or a GPU without TE: they need TE's or
+    apex's CUDA kernels). With TE on:
+    - gradient_accumulation_fusion: TE linears fuse it natively; the output layer is megatron's
+      ColumnParallelLinear, which needs apex's ``fused_weight_gradient_mlp_cuda`` (``grad_accum_kernel``);
+    - apply_rope_fusion: TE's fused RoPE (megatron checks TE >= 1.4);
+    - bias_activation_fusion: megatron fuses only F.silu / F.gelu (SwiGLU / exact GeGLU), not Gemma's tanh GELU;
+    - bias_dropout_fusion, masked_softmax_fusion, cross_entropy_loss_fusion: megatron's own fused kernels.
+    """
+    on = bool(use_te)
+    return dict(
+        gradient_accumulation_fusion=on and grad_accum_kernel,
+        bias_activation_fusion=on and activation in (F.silu, F.gelu),
+        bias_dropout_fusion=on,
+        masked_softmax_fusion=False,  # megatron's local softmax attention, which neither spec uses
+        persist_layer_norm=False,  # apex's persistent LayerNorm; megatron ignores it for RMSNorm
+        apply_rope_fusion=on,
+        cross_entropy_loss_fusion=on,
+    )
+
+
+def _grad_accum_kernel_available() -> bool:
+    from megatron.core.tensor_parallel import layers
+
+    return bool(layers._grad_accum_fusion_available)
+
+
 def transformer_config_from_hf(hf_config, *, tp: int, pp: int, params_dtype: torch.dtype,
-                               sequence_parallel: bool = False) -> TransformerConfig:
-    """megatron TransformerConfig for ``hf_config`` at TP ``tp`` / PP ``pp``; dropout off (fine-tuning)."""
+                               sequence_parallel: bool = False, fused: bool | None = None) -> TransformerConfig:
+    """megatron TransformerConfig for ``hf_config`` at TP ``tp`` / PP ``pp``; dropout off (fine-tuning).
+
+    ``fused`` (default: on a GPU with Transformer Engine) switches on megatron's fusions, see fusion_settings.
+    """
     family = model_family(hf_config)
     _check_supported(hf_config, family, tp, pp)
     on_cpu = not torch.cuda.is_available()
+    fused = (not on_cpu and transformer_engine_available()) if fused is None else fused
+    activation = _activation(hf_config)
     return TransformerConfig(
         num_layers=hf_config.num_hidden_layers,
         hidden_size=hf_config.hidden_size,
@@ -134,7 +166,7 @@ def transformer_config_from_hf(hf_config, *, tp: int, pp: int, params_dtype: tor
         layernorm_epsilon=hf_config.rms_norm_eps,
         layernorm_zero_centered_gamma=family == "gemma",
         gated_linear_unit=True,
-        activation_func=_activation(hf_config),
+        activation_func=activation,
         add_bias_linear=False,
         add_qkv_bias=family == "qwen2",
         hidden_dropout=0.0,
@@ -149,14 +181,7 @@ def transformer_config_from_hf(hf_config, *, tp: int, pp: int, params_dtype: tor
         fp16=params_dtype == torch.float16,
         attention_softmax_in_fp32=True,
         use_cpu_initialization=on_cpu,
-        # Fused kernels need CUDA (and apex); with TE on GPU megatron's own defaults would do.
-        gradient_accumulation_fusion=False,
-        bias_activation_fusion=False,
-        bias_dropout_fusion=False,
-        masked_softmax_fusion=False,
-        persist_layer_norm=False,
-        apply_rope_fusion=False,
-        cross_entropy_loss_fusion=False,
+        **fusion_settings(fused, activation, grad_accum_kernel=fused and _grad_accum_kernel_available()),
     )
 
 
@@ -169,8 +194,16 @@ def _scale_embedding_output(hidden_size: int):
     return hook
 
 
-def build_model(hf_config, *, params_dtype: torch.dtype, sequence_parallel: bool = False) -> GPTModel:
-    """GPTModel for this rank's pipeline stage (TP/PP sizes from megatron's parallel_state).
+def default_device() -> torch.device:
+    """This rank's CUDA device, or CPU without CUDA."""
+    return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+
+
+def build_model(hf_config, *, params_dtype: torch.dtype, sequence_parallel: bool = False,
+                device: torch.device | str | None = None, use_te: bool | None = None) -> GPTModel:
+    """GPTModel for this rank's pipeline stage (TP/PP sizes from megatron's parallel_state), every parameter
+    and buffer on ``device`` (default: this rank's GPU, else CPU). ``use_te`` picks the layer spec
+    (default: TE when megatron-core finds it; False forces the local spec, e.g. to compare the two).
 
     Call ``initialize_parallel`` first. Weights are randomly initialised; load them with
     ``hf_weights.load_hf_weights`` or a megatron checkpoint.
@@ -178,12 +211,14 @@ def build_model(hf_config, *, params_dtype: torch.dtype, sequence_parallel: bool
     install_cpu_shims()
     tp = parallel_state.get_tensor_model_parallel_world_size()
     pp = parallel_state.get_pipeline_model_parallel_world_size()
+    use_te = transformer_engine_available() if use_te is None else use_te
     config = transformer_config_from_hf(hf_config, tp=tp, pp=pp, params_dtype=params_dtype,
-                                        sequence_parallel=sequence_parallel)
+                                        sequence_parallel=sequence_parallel,
+                                        fused=use_te and torch.cuda.is_available())
     rope = hf_rope_parameters(hf_config)
     model = GPTModel(
         config=config,
-        transformer_layer_spec=decoder_block_spec(config, use_te=transformer_engine_available()),
+        transformer_layer_spec=decoder_block_spec(config, use_te=use_te),
         vocab_size=hf_config.vocab_size,
         max_sequence_length=hf_config.max_position_embeddings,
         pre_process=parallel_state.is_pipeline_first_stage(),
@@ -197,7 +232,7 @@ def build_model(hf_config, *, params_dtype: torch.dtype, sequence_parallel: bool
     model.rotary_pos_emb.inv_freq = hf_rope_inv_freq(hf_config).to(model.rotary_pos_emb.inv_freq.device)
     if model_family(hf_config) == "gemma" and model.pre_process:
         model.embedding.register_forward_hook(_scale_embedding_output(hf_config.hidden_size))
-    return model
+    return model.to(default_device() if device is None else device)
 
 
 def attention_mask_from_segments(segment_ids: torch.Tensor) -> torch.Tensor:

@@ -27,12 +27,21 @@ from mos_nemo.engine.model.attention import SDPACoreAttention
 
 
 def transformer_engine_available() -> bool:
-    """True when Transformer Engine imports (NeMo / NGC containers); then the TE spec is used."""
-    try:
-        import transformer_engine  # noqa: F401
-    except Exception:  # an installed-but-broken TE raises more than ImportError
-        return False
-    return True
+    """megatron-core's own verdict on Transformer Engine (NeMo / NGC containers); then the TE spec is used.
+
+    ``gpt_layer_specs.HAVE_TE`` is True only if ``transformer_engine`` AND megatron's TE wrappers
+    (TENorm, TEFusedMLP, TESpecProvider) import, i.e. exactly when ``get_gpt_layer_with_transformer_engine_spec``
+    can build; a bare ``import transformer_engine`` also succeeds for a TE too old or too new for megatron.
+    """
+    from megatron.core.models.gpt import gpt_layer_specs
+
+    return bool(gpt_layer_specs.HAVE_TE)
+
+
+def parameter_device(config: TransformerConfig) -> torch.device | str:
+    """Where megatron's own layers allocate parameters: CPU with ``use_cpu_initialization``, else the
+    current CUDA device (megatron.core.tensor_parallel.layers does the same), so no norm is left behind."""
+    return "cpu" if config.use_cpu_initialization else torch.cuda.current_device()
 
 
 class RMSNorm(torch.nn.Module):
@@ -47,7 +56,7 @@ class RMSNorm(torch.nn.Module):
         self.eps = eps
         self.zero_centered_gamma = config.layernorm_zero_centered_gamma
         init = torch.zeros if self.zero_centered_gamma else torch.ones
-        self.weight = torch.nn.Parameter(init(hidden_size, dtype=config.params_dtype))
+        self.weight = torch.nn.Parameter(init(hidden_size, dtype=config.params_dtype, device=parameter_device(config)))
         # megatron all-reduces the grads of parameters marked sequence_parallel across TP ranks.
         setattr(self.weight, "sequence_parallel", config.sequence_parallel)
 
@@ -91,13 +100,17 @@ def local_layer_spec() -> ModuleSpec:
 
 
 def decoder_block_spec(config: TransformerConfig, use_te: bool) -> ModuleSpec | TransformerBlockSubmodules:
-    """The spec GPTModel gets: a layer spec (TE) or block submodules with our final norm (local)."""
+    """The spec GPTModel gets: a layer spec (TE) or block submodules with our final norm (local).
+
+    Both use causal attention without a mask tensor: TE then picks its fused (flash / cuDNN) kernels, which it
+    cannot for ``AttnMaskType.arbitrary``. Packed rows reach TE as ``PackedSeqParams`` (THD, cu_seqlens);
+    SDPACoreAttention takes a block-diagonal mask for them (see attention_inputs in step.py).
+    """
     if use_te:
         from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_with_transformer_engine_spec
 
-        # TE's own attention takes the [b, 1, s, s] segment mask as an "arbitrary" mask.
         spec = get_gpt_layer_with_transformer_engine_spec()
-        spec.submodules.self_attention.params = {"attn_mask_type": AttnMaskType.arbitrary}
+        spec.submodules.self_attention.params = {"attn_mask_type": AttnMaskType.causal}
         return spec
     from megatron.core.transformer.transformer_block import get_num_layers_to_build
 

@@ -8,13 +8,11 @@ import hashlib
 import math
 import os
 import shutil
-from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Optional
 
 import torch
-import torch.distributed as dist
 import transformers
 
 from mos_nemo.choices import Dtype, Reference, Reward, Strategy
@@ -22,7 +20,7 @@ from mos_nemo.config import MosConfig
 from mos_nemo.config_checks import ASSET_PREFIX
 from mos_nemo.data import ReweightableBlend, TokenizedDataset, load_sft_datasets
 from mos_nemo.engine.model.gpt import build_model, load_hf_config
-from mos_nemo.engine.parallel import ParallelState
+from mos_nemo.engine.parallel import ParallelState, local_rank_zero_first
 from mos_nemo.engine.hf.tiny import tiny_hf_config, tiny_hf_model
 from mos_nemo.errors import MosConfigError
 from mos_nemo.mixing import MixtureOfSkills, temperature_prior
@@ -30,16 +28,10 @@ from mos_nemo.mixing import MixtureOfSkills, temperature_prior
 from megatron.core.tensor_parallel import model_parallel_cuda_manual_seed  # noqa: E402  (after model's filter)
 
 
-@contextmanager
 def rank_zero_first(parallel: ParallelState):
-    """Local rank 0 of every node runs the block first (builds caches, atomically), then the other ranks,
-    which then only read; right for node-local and for shared cache folders."""
-    first = int(os.environ.get("LOCAL_RANK", parallel.rank)) == 0
-    if not first:
-        dist.barrier()
-    yield
-    if first and parallel.world_size > 1:
-        dist.barrier()
+    """Local rank 0 of every node runs the block first (downloads, tokenises, builds caches), then the
+    others; they wait in a gloo barrier with a timeout of hours, not NCCL's 10 minutes."""
+    return local_rank_zero_first(parallel.rank, parallel.world_size)
 
 
 def resolve_path(value: str, cache_dir: Optional[str], with_weights: bool) -> Path:
@@ -177,13 +169,15 @@ def build_reward_hook(config: MosConfig, datasets: list[TokenizedDataset], model
     if config.mixing.strategy == Strategy.static:
         return None
     from mos_nemo.engine.training.reward_hook import MosRewardHook, ScoringSetup
+    from mos_nemo.engine.training.reward_pass import reward_width
 
     mixing, names = config.mixing, [d.name for d in datasets]
     mos = MixtureOfSkills([len(d) for d in datasets], prior_tau=mixing.tau, ema_beta=mixing.ema_beta,
                           lr=mixing.scorer_lr, inner_steps=mixing.inner_steps, hidden=mixing.hidden,
                           p_min=mixing.p_min, seed=config.run.seed, names=names)
     setup = ScoringSetup(parallel=parallel, micro_batch_size=config.train.micro_batch_size,
-                         seq_length=config.train.seq_length, pad_id=pad_id, hidden_size=model_config.hidden_size)
+                         seq_length=reward_width(datasets, config.train.seq_length), pad_id=pad_id,
+                         hidden_size=model_config.hidden_size)
     reference_model = None
     if mixing.reward == Reward.diff and mixing.reference == Reference.live:
         reference_model = build_training_model(config, model_config, hf_folder, parallel).eval()

@@ -26,7 +26,8 @@ from mos_nemo.engine.training import build
 from mos_nemo.engine.training.checkpoint import find_latest, load_checkpoint, save_checkpoint
 from mos_nemo.engine.training.optim import LinearSchedule, build_optimizer, set_learning_rate
 from mos_nemo.engine.parallel import ParallelState
-from mos_nemo.engine.training.step import train_step, wrap_for_training
+from mos_nemo.engine.model.inputs import to_device
+from mos_nemo.engine.training.step import synchronize_params, train_step, wrap_for_training
 from mos_nemo.logs import RunLogger
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,7 @@ class Trainer:
             "mixing": self.reward_hook.state_dict() if self.reward_hook is not None else None,
             "names": self.names,
         }
+        synchronize_params(self.model)  # the overlapped param all-gather must land before the save reads them
         folder = save_checkpoint(self.config.run.dir, self.step, self.model, self.optimizer, trainer_state,
                                  self.parallel, keep=self.config.checkpoint.keep)
         self.logger.print(f"saved checkpoint {folder}")
@@ -148,8 +150,7 @@ class Trainer:
             draw, self.datasets, train.micro_batch_size, self.pad_id, seq_length=train.seq_length,
             pack=train.pack, pad_to_multiple_of=pad_multiple,
         )
-        if torch.cuda.is_available():
-            micro_batches = [{k: v.cuda(non_blocking=True) for k, v in b.items()} for b in micro_batches]
+        micro_batches = [to_device(b, self.parallel.device) for b in micro_batches]  # pinned, non-blocking
         self.step += 1
         lr = self.schedule.lr_at(self.step)
         set_learning_rate(self.optimizer, lr)
@@ -211,5 +212,6 @@ class Trainer:
         from mos_nemo.engine.hf.weights import export_hf
 
         out = Path(self.config.run.dir) / "hf"
+        synchronize_params(self.model)
         export_hf(self.model[0].module, self.hf_config, out, tokenizer_dir=self.tokenizer_dir)
         self.logger.print(f"exported the fine-tuned model as a Hugging Face folder: {out}")

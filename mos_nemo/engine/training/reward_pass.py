@@ -14,9 +14,13 @@ examples' rows into zero tables, and one all-reduce over the world sums them. On
 TP rank 0 writes, and every other contribution is an exact zero, so the tables are the same on every rank
 and do not depend on how many ranks computed them (up to the model's own TP numerics).
 
-Determinism: every micro batch has ``micro_batch_size`` rows padded to ``seq_length`` tokens, so an
-example's numbers do not depend on which other examples share its micro batch. That is what makes
-Diff = 1 exactly at step 0, whether theta0's NLL was scored earlier (the reference pool) or now.
+Determinism: every micro batch has ``micro_batch_size`` rows padded to one run-wide width (``reward_width``:
+the longest example of the datasets rounded up to 128, at most seq_length), so an example's numbers do not
+depend on which other examples share its micro batch, and shapes never change during the run. That is
+what makes Diff = 1 exactly at step 0, whether theta0's NLL was scored earlier (the reference pool) or now.
+Attention is causal without a mask (right padding is invisible to real tokens); the loss and pooling masks
+are moved to the device with the batch. CosSim needs only e_j: its pass skips the output layer and the
+cross entropy (GPTModel returns the final hidden states when ``post_process`` is off), and ``nll`` is zero.
 """
 
 from __future__ import annotations
@@ -30,9 +34,19 @@ import torch.distributed as dist
 
 from mos_nemo.data import collate_sft
 from mos_nemo.engine.cpu import device_mode
-from mos_nemo.engine.model.gpt import attention_mask_from_segments
+from mos_nemo.engine.model.inputs import model_inputs, to_device
 from mos_nemo.engine.parallel import ParallelState
 from mos_nemo.engine.training.step import unwrap
+
+WIDTH_MULTIPLE = 128  # reward rows are padded to a multiple of this (tensor-core friendly, few distinct shapes)
+
+
+def reward_width(datasets: Sequence, seq_length: int) -> int:
+    """The run-wide width of reward rows: the longest example of ``datasets`` rounded up to WIDTH_MULTIPLE,
+    capped at ``seq_length`` (examples are already truncated to it). Every reward example, pool included,
+    comes from these datasets, so no row is ever cut."""
+    longest = max((int(d.lengths.max()) for d in datasets if len(d)), default=1)
+    return min(-(-longest // WIDTH_MULTIPLE) * WIDTH_MULTIPLE, seq_length)
 
 
 @dataclass
@@ -113,32 +127,31 @@ def score_examples(
         captured.append(hidden)
 
     def forward_step(data_iterator, _model):
-        batch = next(data_iterator)
-        output = _model(
-            input_ids=batch["tokens"].to(device),
-            position_ids=batch["position_ids"].to(device),
-            attention_mask=attention_mask_from_segments(batch["segment_ids"]).to(device),
-            labels=batch["labels"].to(device),
-        )
-        return output, lambda per_token_loss, non_loss_data=True: _record(batch, per_token_loss)
+        slots, batch = next(data_iterator)
+        # CosSim: no labels, and post_process is off below, so the last stage returns hidden states.
+        output = _model(**model_inputs(batch, use_te=False, with_labels=not with_embeddings))
+        return output, lambda result, non_loss_data=True: _record(slots, batch, result)
 
-    def _record(batch, per_token_loss):  # per_token_loss: [b, s]
-        loss_mask = batch["loss_mask"].to(device=device, dtype=torch.float64)  # [b, s]
-        row_nll = (per_token_loss.double() * loss_mask).sum(1) / loss_mask.sum(1).clamp(min=1)  # [b]
-        row_embedding = None
+    def _record(slots, batch, result):  # result: per-token loss [b, s] (Diff) or hidden states (CosSim)
+        rows = torch.tensor([k for k, (i, _) in enumerate(slots) if i >= 0], dtype=torch.long)
+        places = tuple(torch.tensor([slot[axis] for slot in slots if slot[0] >= 0]) for axis in (0, 1))
         if with_embeddings:
             hidden = captured.pop(0).transpose(0, 1).double()  # [b, s, h]
-            token_mask = (batch["segment_ids"] != 0).to(device=device, dtype=torch.float64)  # [b, s]
+            token_mask = (batch["segment_ids"] != 0).to(torch.float64)  # [b, s], on the device
             row_embedding = (hidden * token_mask.unsqueeze(-1)).sum(1) / token_mask.sum(1, keepdim=True)  # [b, h]
-        if writes:
-            for row, (i, j) in enumerate(batch["slots"]):
-                if i >= 0:
-                    nll[i, j] = row_nll[row]
-                    if row_embedding is not None:
-                        embeddings[i, j] = row_embedding[row]
+            if writes:
+                embeddings[places] = row_embedding[rows.to(device)]
+        else:
+            loss_mask = batch["loss_mask"].to(torch.float64)  # [b, s], on the device
+            row_nll = (result.double() * loss_mask).sum(1) / loss_mask.sum(1).clamp(min=1)  # [b]
+            if writes:
+                nll[places] = row_nll[rows.to(device)]
         return None
 
     handle = gpt.decoder.register_forward_hook(keep_hidden) if (with_embeddings and parallel.is_last_stage) else None
+    post_process = gpt.post_process
+    if with_embeddings:
+        gpt.post_process = False  # GPTModel._postprocess returns the hidden states: no logits, no CE
     was_training = model.training
     toggles_pre_hook = getattr(getattr(model, "ddp_config", None), "overlap_param_gather", False)
     model.eval()
@@ -148,7 +161,7 @@ def score_examples(
         with torch.no_grad(), device_mode():
             get_forward_backward_func()(
                 forward_step_func=forward_step,
-                data_iterator=iter(batches),
+                data_iterator=iter([(b.pop("slots"), to_device(b, device)) for b in batches]),
                 model=[model],
                 num_microbatches=len(batches),
                 seq_length=seq_length,
@@ -157,6 +170,7 @@ def score_examples(
                 collect_non_loss_data=True,
             )
     finally:
+        gpt.post_process = post_process
         if handle is not None:
             handle.remove()
         if toggles_pre_hook:

@@ -17,7 +17,8 @@ import torch
 import torch.distributed as dist
 
 from mos_nemo.engine.cpu import device_mode
-from mos_nemo.engine.model.gpt import attention_mask_from_segments
+from mos_nemo.engine.model.inputs import model_inputs, schedule_shape
+from mos_nemo.engine.model.layer_spec import transformer_engine_available
 from mos_nemo.engine.parallel import ParallelState
 
 from megatron.core.distributed import (
@@ -38,18 +39,27 @@ class StepResult:
     dataset_losses: list  # per dataset: token-averaged loss of its examples in this batch, None if absent
 
 
+def ddp_config(use_distributed_optimizer: bool, on_gpu: bool) -> DistributedDataParallelConfig:
+    """megatron DDP settings. On GPU with the distributed optimizer, the gradient reduce-scatter overlaps the
+    backward pass and the parameter all-gather overlaps the next forward (megatron-LM's defaults for it);
+    on CPU (gloo) there is nothing to overlap with, so both stay off."""
+    overlap = on_gpu and use_distributed_optimizer
+    return DistributedDataParallelConfig(
+        grad_reduce_in_fp32=True,
+        overlap_grad_reduce=overlap,
+        overlap_param_gather=overlap,
+        use_distributed_optimizer=use_distributed_optimizer,
+        average_in_collective=False,
+    )
+
+
 def wrap_for_training(model: torch.nn.Module, use_distributed_optimizer: bool) -> list[DistributedDataParallel]:
     """megatron DDP around the model, with the per-token loss normalisation wired into its config."""
     config = model.config
     config.calculate_per_token_loss = True  # before DDP: it decides how DDP scales reduced gradients
     ddp = DistributedDataParallel(
         config=config,
-        ddp_config=DistributedDataParallelConfig(
-            grad_reduce_in_fp32=True,
-            overlap_grad_reduce=False,
-            use_distributed_optimizer=use_distributed_optimizer,
-            average_in_collective=False,
-        ),
+        ddp_config=ddp_config(use_distributed_optimizer, torch.cuda.is_available()),
         module=model,
     )
     config.finalize_model_grads_func = finalize_model_grads
@@ -65,6 +75,14 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
+def synchronize_params(model: list[DistributedDataParallel]) -> None:
+    """Finish the overlapped parameter all-gather of the last optimizer step, before anything reads the
+    parameters outside a training forward (checkpoint save, HF export). No-op without overlap_param_gather."""
+    for chunk in model:
+        if getattr(chunk.ddp_config, "overlap_param_gather", False):
+            chunk.start_param_sync(force_sync=True)
+
+
 def _masked_token_loss(loss_mask: torch.Tensor, dataset_ids: torch.Tensor, num_datasets: int,
                        per_token_loss: torch.Tensor):
     """The loss function megatron calls on the last stage: (masked sum, token count, values to report).
@@ -72,7 +90,7 @@ def _masked_token_loss(loss_mask: torch.Tensor, dataset_ids: torch.Tensor, num_d
     The report also holds per-dataset [loss sum, tokens] rows [N, 2], for the per-dataset loss in the logs.
     """
     mask = loss_mask.float()  # [b, s]
-    token_losses = per_token_loss.float() * mask  # [b, s]
+    token_losses = per_token_loss.float().reshape(mask.shape) * mask  # [b, s] (THD packing gives [1, b*s])
     loss_sum, count = token_losses.sum(), mask.sum()
     per_dataset = torch.zeros(num_datasets, 2, dtype=torch.float32, device=mask.device)  # [N, 2]
     index = dataset_ids.clamp(min=0).flatten()  # [b*s]; padding (-1) carries no mask weight
@@ -82,17 +100,14 @@ def _masked_token_loss(loss_mask: torch.Tensor, dataset_ids: torch.Tensor, num_d
     return loss_sum, count.to(torch.int), report
 
 
-def make_forward_step(num_datasets: int):
+def make_forward_step(num_datasets: int, use_te: bool | None = None):
     """megatron's forward-step contract (data_iterator, model) -> (output, loss function)."""
+    use_te = transformer_engine_available() if use_te is None else use_te
 
     def forward_step(data_iterator: Iterator[dict], model: torch.nn.Module):
         batch = next(data_iterator)
-        output = model(
-            input_ids=batch["tokens"],  # [b, s]
-            position_ids=batch["position_ids"],  # [b, s]
-            attention_mask=attention_mask_from_segments(batch["segment_ids"]),  # [b, 1, s, s]
-            labels=batch["labels"],  # [b, s]
-        )  # last stage: per-token loss [b, s]; other stages: hidden states
+        # causal without a mask, or packed rows (inputs.py); last stage: per-token loss, else hidden states
+        output = model(**model_inputs(batch, use_te))
         return output, partial(_masked_token_loss, batch["loss_mask"], batch["dataset_ids"], num_datasets)
 
     return forward_step
@@ -104,15 +119,16 @@ def train_step(model: list[DistributedDataParallel], optimizer, micro_batches: l
     for chunk in model:
         chunk.zero_grad_buffer()
     optimizer.zero_grad()
-    seq_length = micro_batches[0]["tokens"].shape[1]
+    use_te = transformer_engine_available()
+    seq_length, micro_batch_size = schedule_shape(micro_batches[0], use_te)
     with device_mode():
         reports = get_forward_backward_func()(
-            forward_step_func=make_forward_step(num_datasets),
+            forward_step_func=make_forward_step(num_datasets, use_te),
             data_iterator=iter(micro_batches),
             model=model,
             num_microbatches=len(micro_batches),
             seq_length=seq_length,
-            micro_batch_size=micro_batches[0]["tokens"].shape[0],
+            micro_batch_size=micro_batch_size,
             forward_only=False,
         )
         update_ok, grad_norm, _ = optimizer.step()
@@ -136,13 +152,13 @@ def _global_sums(reports: list[dict], micro_batches: list[dict], parallel: Paral
     Only the last stage holds losses, and its TP ranks hold identical copies: one rank per DP replica
     (last stage, TP rank 0) contributes to a world all-reduce.
     """
-    sums = torch.zeros(num_datasets + 1, 3, dtype=torch.float64)
-    if parallel.is_last_stage and parallel.tp_rank == 0:
+    sums = torch.zeros(num_datasets + 1, 3, dtype=torch.float64, device=parallel.device)
+    if parallel.is_last_stage and parallel.tp_rank == 0:  # accumulated on the device: no sync per micro batch
         for report in reports:
-            sums[0, :2] += report["loss_sum_and_tokens"].double().cpu()
-            sums[1:, :2] += report["per_dataset"].double().cpu()
-        sums[0, 2] = float(sum(int((b["segment_ids"] != 0).sum()) for b in micro_batches))
+            sums[0, :2] += report["loss_sum_and_tokens"].double()
+            sums[1:, :2] += report["per_dataset"].double()
+        for batch in micro_batches:
+            sums[0, 2] += (batch["segment_ids"] != 0).sum()
     if parallel.world_size > 1:
-        sums = sums.to(parallel.device)
         dist.all_reduce(sums)
-    return sums.cpu()
+    return sums.cpu()  # the step's one host sync, for the log line
