@@ -29,7 +29,9 @@ def _write_error_file(message: str, timestamp: int) -> None:
         return
     try:
         with open(path, "w") as handle:
-            json.dump({"message": message, "timestamp": timestamp}, handle)
+            # torch's own layout; torchrun shows "py_callstack" as the root cause's traceback: our message
+            json.dump({"message": {"message": message, "extraInfo": {"py_callstack": message,
+                                                                     "timestamp": str(timestamp)}}}, handle)
     except OSError:
         pass  # the console message below still tells the user
 
