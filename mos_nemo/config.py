@@ -72,6 +72,7 @@ class TrainConfig:
     seq_length: int = 2048  # longer examples are truncated (tokenizer) and batches padded to at most this
     pack: bool = False  # pack several examples into one row (segment-aware attention mask)
     stop_after: Optional[int] = None  # end this launch after this step (checkpoint, exit 0); schedule unchanged
+    nonfinite_limit: int = 3  # stop with an error after this many steps in a row with a non-finite loss or grad norm
 
 
 @dataclass
@@ -119,6 +120,10 @@ class CheckpointConfig:
     save_final: bool = True  # save after the last step
     keep: int = 0  # keep only the newest this many checkpoints (0 keeps all)
     export_hf: bool = False  # after the last step, write the model as a Hugging Face folder run.dir/hf
+    format: str = "auto"  # optimizer format: auto (periodic/signal saves dp_reshardable, the final one
+    # fully_reshardable) | dp_reshardable (fast; resume needs the same tp and pp) | fully_reshardable (any layout)
+    allow_changes: list[str] = field(default_factory=list)  # settings a resume may change although they break
+    # exact continuation (e.g. [optim.lr, train.max_steps]); others that differ from the checkpoint's are refused
 
 
 @dataclass

@@ -191,3 +191,10 @@ def _check_checkpoint(config: MosConfig) -> None:
     checkpoint = config.checkpoint
     if checkpoint.resume not in ("auto", "none") and not Path(checkpoint.resume).is_dir():
         _fail("checkpoint.resume", checkpoint.resume, "use auto, none, or the path of a checkpoint folder")
+    if checkpoint.format not in CHECKPOINT_FORMATS:
+        _fail("checkpoint.format", checkpoint.format, f"choose one of {list(CHECKPOINT_FORMATS)}")
+    if config.train.nonfinite_limit < 1:
+        _fail("train.nonfinite_limit", config.train.nonfinite_limit, "must be >= 1 (steps in a row)")
+
+
+CHECKPOINT_FORMATS = ("auto", "dp_reshardable", "fully_reshardable")

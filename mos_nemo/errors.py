@@ -19,3 +19,11 @@ class MosDataError(MosError, ValueError):
 
 class MosCheckpointError(MosError, RuntimeError):
     """A checkpoint that cannot be written, found or loaded."""
+
+
+class MosTrainingError(MosError, RuntimeError):
+    """Training cannot go on (e.g. the loss stayed non-finite); the message says what to change."""
+
+
+class MosRunDirError(MosError, RuntimeError):
+    """run.dir cannot be used: not writable, or locked by another launch (named in the message)."""

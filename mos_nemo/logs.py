@@ -132,11 +132,12 @@ class RunLogger:
         else:
             print(text, flush=True)
 
-    def write_config(self, config_yaml: str, non_default: dict[str, Any]) -> None:
-        """Save the resolved config and print the settings that differ from the defaults, once."""
+    def write_config(self, config_yaml: str, non_default: dict[str, Any], path: Optional[Path] = None) -> None:
+        """Save the resolved config (to ``path``, default run.dir/config.yaml) and print the settings that
+        differ from the defaults, once."""
         if not self.enabled:
             return
-        (self.run_dir / "config.yaml").write_text(config_yaml)
+        (path or self.run_dir / "config.yaml").write_text(config_yaml)
         lines = [f"  {key} = {value}" for key, value in non_default.items()]
         self.print("mos_nemo: settings that differ from the defaults\n" + "\n".join(lines))
 

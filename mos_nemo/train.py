@@ -12,6 +12,7 @@ import argparse
 import os
 import sys
 
+from torch.distributed.elastic.multiprocessing.errors import record
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -22,10 +23,34 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _lock_run_dir(config, parallel):
+    """Rank 0 takes run.dir's lock; every rank learns the verdict, so all stop alike if it is taken."""
+    import torch.distributed as dist
+
+    from mos_nemo.engine.run_dir import RunDirLock
+    from mos_nemo.errors import MosRunDirError
+
+    lock = RunDirLock(config.run.dir)
+    verdict = [None]
+    if parallel.rank == 0:
+        try:
+            lock.acquire()
+        except MosRunDirError as error:
+            verdict = [str(error)]
+    if parallel.world_size > 1:
+        dist.broadcast_object_list(verdict, src=0)
+    if verdict[0] is not None:
+        raise MosRunDirError(verdict[0])
+    return lock
+
+
+@record
 def main(argv: list[str] | None = None) -> int:
     """Train as configured; returns the process exit code (0 also after a SIGTERM/SIGINT that was saved)."""
     from mos_nemo.config import compose_config
     from mos_nemo.config_checks import validate
+    from mos_nemo.engine.error_report import report_user_error
+    from mos_nemo.engine.run_dir import check_writable
     from mos_nemo.errors import MosError
 
     args = parse_args(sys.argv[1:] if argv is None else argv)
@@ -33,23 +58,26 @@ def main(argv: list[str] | None = None) -> int:
         # 1. compose and validate: every user error surfaces here, before any process group or model.
         config = compose_config(args.config_name, args.overrides, args.config_dir)
         validate(config, world_size=int(os.environ.get("WORLD_SIZE", "1")))
+        check_writable(config.run.dir)
     except MosError as error:
-        print(f"mos_nemo: {error}", file=sys.stderr)
-        return 2
+        return report_user_error(error)
 
     from mos_nemo.engine.training.loop import Trainer
     from mos_nemo.engine.parallel import destroy_parallel, initialize_parallel
     from mos_nemo.logs import configure_logging
 
-    # 2. build and 3. train; the process groups are torn down whatever happens.
+    # 2. lock run.dir, build and 3. train; the lock and the process groups are released whatever happens.
+    lock = None
     try:
         parallel = initialize_parallel(config.parallel.tp, config.parallel.pp, config.run.seed)
+        lock = _lock_run_dir(config, parallel)
         configure_logging(config.run.dir, parallel.rank)
         Trainer(config, parallel).run()
     except MosError as error:
-        print(f"mos_nemo: {error}", file=sys.stderr)
-        return 2
+        return report_user_error(error)
     finally:
+        if lock is not None:
+            lock.release()
         destroy_parallel()
     return 0
 

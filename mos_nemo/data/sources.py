@@ -40,11 +40,12 @@ class SourceReport:
             self.first_bad = message
 
 
-def source_files(source: str) -> list[Path]:
+def source_files(source: str, name: str | None = None) -> list[Path]:
     """The data files of a local source: the file itself, or the sorted data files under a folder."""
     path = Path(source).expanduser()
     if not path.exists():
-        raise MosDataError(f"dataset source {source!r} does not exist: give a .jsonl/.json/.parquet path, "
+        which = f"dataset {name!r}: source" if name else "dataset source"
+        raise MosDataError(f"{which} {source!r} does not exist: give a .jsonl/.json/.parquet path, "
                            "a folder of them, or hf://owner/name")
     if path.is_file():
         if path.suffix not in FILE_SUFFIXES:
@@ -64,7 +65,7 @@ def source_fingerprint(config: DatasetConfig) -> str:
         dataset = _load_hf(config)
         digest.update(f"{config.source}|{config.subset}|{config.split}|{dataset._fingerprint}".encode())
     else:
-        for path in source_files(config.source):
+        for path in source_files(config.source, config.name):
             stat = path.stat()
             digest.update(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()
@@ -78,7 +79,7 @@ def read_source(config: DatasetConfig) -> SourceReport:
         for row, record in enumerate(dataset):
             report.records.append(RawRecord(record, f"{config.source}[{config.split}]#row{row}"))
         return report
-    for path in source_files(config.source):
+    for path in source_files(config.source, config.name):
         if path.suffix == ".parquet":
             _read_parquet(path, report)
         else:

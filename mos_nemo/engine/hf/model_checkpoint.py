@@ -72,15 +72,17 @@ def load_mcore_checkpoint(model, ckpt_dir) -> None:
     of ``engine/training/checkpoint.py`` (``step_N/`` holding the model under the key "model" next to the
     optimizer; only the model is read).
     """
-    ckpt = Path(ckpt_dir)
+    from mos_nemo.engine.training.checkpoint import apply_model_state, load_tolerant
+
+    ckpt = Path(ckpt_dir)  # TE's `_extra_state` keys may be missing or extra (local spec <-> TE spec)
     if (ckpt / MODEL_DIR / "metadata.json").is_file():
-        state = dist_checkpointing.load(model.sharded_state_dict(), str(ckpt / MODEL_DIR))
+        state = load_tolerant(model.sharded_state_dict(), ckpt / MODEL_DIR)
     elif (ckpt / "metadata.json").is_file():
-        state = dist_checkpointing.load({"model": model.sharded_state_dict()}, str(ckpt))["model"]
+        state = load_tolerant({"model": model.sharded_state_dict()}, ckpt)["model"]
     else:
         raise MosCheckpointError(
             f"{ckpt}: neither a model checkpoint ({MODEL_DIR}/metadata.json) nor a training checkpoint "
             "(metadata.json); pass a folder written by `python -m mos_nemo.convert import` or a "
             "run.dir/checkpoints/step_N folder."
         )
-    model.load_state_dict(state, strict=True)
+    apply_model_state(model, state)

@@ -4,18 +4,20 @@ Layout of ``run.dir/checkpoints/``::
 
     step_0000010/            model + optimizer shards (torch_dist), written by every rank
         trainer_state.pt     step, LR schedule, blend state, mixing state (rank 0)
+        config.yaml          the resolved config the checkpoint was trained with (rank 0)
         rng/rank_00000.pt    each rank's RNG states (python, numpy, torch, megatron's tracker)
-        meta.json            step and the parallel layout it was saved with; written last
+        manifest.json        size and CRC-32 of every file above, checked at load
+        meta.json            step, layout and optimizer format; written last
     latest                   the name of the newest complete checkpoint
 
 Atomic by construction: everything is written into ``step_N.partial/`` and renamed to ``step_N/`` only
 after every rank has finished, then ``latest`` is replaced (write + rename). A crash mid-save leaves a
 ``.partial`` folder that is never taken for the latest.
 
-The model and distributed-optimizer state use the ``fully_reshardable`` format, so a run can resume with
-other TP/PP sizes. Exact resume with torch's AdamW needs the optimizer state (with a per-parameter ``step``)
-allocated before the load state dict is built, and a separate ``step`` tensor per parameter after loading:
-megatron restores one shared tensor, which AdamW would then advance once per parameter (STACK.md).
+Two formats for the distributed optimizer's state: ``dp_reshardable`` (each rank writes its own shard, no
+gather: fast, resumable with the same TP and PP and any DP) and ``fully_reshardable`` (gathered on DP rank
+0 into per-parameter tensors: slower, resumable under any layout). ``checkpoint.format=auto`` writes
+periodic and signal saves in the fast one and the final save in the reshardable one.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ import json
 import os
 import random
 import shutil
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Optional
 
@@ -34,89 +35,48 @@ import torch.distributed as dist
 
 from mos_nemo.engine.cpu import device_mode
 from mos_nemo.engine.parallel import ParallelState
+from mos_nemo.engine.training.checkpoint_files import (
+    LATEST, META, PARTIAL, is_complete, previous_complete, step_folders, verify_manifest, write_manifest)
+from mos_nemo.engine.training.optimizer_state import OptimizerLoad
 from mos_nemo.engine.training.step import unwrap
 from mos_nemo.errors import MosCheckpointError
 
 from megatron.core import dist_checkpointing
+from megatron.core.dist_checkpointing.validation import StrictHandling
 from megatron.core.tensor_parallel.random import get_cuda_rng_tracker
 
-LATEST = "latest"
-PARTIAL = ".partial"
-SHARDING = {"distrib_optim_sharding_type": "fully_reshardable"}
+FAST, RESHARDABLE = "dp_reshardable", "fully_reshardable"
+EXTRA_STATE = "_extra_state"  # Transformer Engine's per-module metadata (fp8 scales); absent in the local spec
 
 
 def checkpoints_dir(run_dir: str | Path) -> Path:
     return Path(run_dir) / "checkpoints"
 
 
+def sharding_format(configured: str, final: bool) -> str:
+    """The optimizer format of one save: ``auto`` is fast for periodic/signal saves, reshardable at the end."""
+    if configured == "auto":
+        return RESHARDABLE if final else FAST
+    return configured
+
+
 def find_latest(run_dir: str | Path) -> Optional[Path]:
-    """The newest complete checkpoint of a run (named by ``latest``), or None if there is none."""
+    """The newest checkpoint of a run (named by ``latest``, else the newest complete one), or None."""
     root = checkpoints_dir(run_dir)
     pointer = root / LATEST
     if pointer.is_file():
         candidate = root / pointer.read_text().strip()
-        if (candidate / "meta.json").is_file():
+        if candidate.is_dir():
             return candidate
-    complete = [p for p in root.glob("step_*") if not p.name.endswith(PARTIAL) and (p / "meta.json").is_file()]
-    return max(complete, key=lambda p: p.name) if complete else None
+    complete = [p for p in step_folders(root) if is_complete(p)]
+    return complete[-1] if complete else None
 
 
-def _torch_optimizers(optimizer) -> list[torch.optim.Optimizer]:
-    """The torch optimizers inside megatron's (possibly chained) optimizer."""
-    parts = getattr(optimizer, "chained_optimizers", [optimizer])
-    return [part.optimizer for part in parts if getattr(part, "optimizer", None) is not None]
-
-
-def _allocate_optimizer_state(optimizer) -> None:
-    """Give every parameter its AdamW state (zeros, step 0) so the load state dict has a slot for each."""
-    for torch_optimizer in _torch_optimizers(optimizer):
-        for group in torch_optimizer.param_groups:
-            for param in group["params"]:
-                state = torch_optimizer.state[param]
-                state.setdefault("exp_avg", torch.zeros_like(param.data))
-                state.setdefault("exp_avg_sq", torch.zeros_like(param.data))
-                state.setdefault("step", torch.tensor(0.0))
-
-
-@contextmanager
-def _keep_step_on_load(optimizer):
-    """megatron's fully_reshardable load copies every state key of a parameter from the checkpoint, but the
-    checkpoint has no per-parameter ``step`` (it travels in the param groups): keep the current one."""
-    patched = []
-    for part in getattr(optimizer, "chained_optimizers", [optimizer]):
-        original = getattr(part, "_set_main_param_and_optimizer_states", None)
-        if original is None:
-            continue
-
-        def set_states(model_param, tensors, part=part, original=original):
-            group_index, group_order = part.model_param_group_index_map[model_param]
-            main_param = part.optimizer.param_groups[group_index]["params"][group_order]
-            step = part.optimizer.state[main_param].get("step")
-            original(model_param, tensors if step is None else {**tensors, "step": step})
-
-        part._set_main_param_and_optimizer_states = set_states
-        patched.append(part)
-    try:
-        yield
-    finally:
-        for part in patched:
-            del part._set_main_param_and_optimizer_states  # back to the class method
-
-
-def _untie_step_tensors(optimizer) -> None:
-    """One ``step`` tensor per parameter: AdamW increments it in place, once per parameter."""
-    for torch_optimizer in _torch_optimizers(optimizer):
-        for state in torch_optimizer.state.values():
-            if isinstance(state.get("step"), torch.Tensor):
-                state["step"] = state["step"].clone()
-
-
-def _sharded_state(model: list, optimizer, is_loading: bool) -> dict:
+def _sharded_state(model: list, optimizer, is_loading: bool, sharding: str) -> dict:
     model_state = unwrap(model[0]).sharded_state_dict()
-    return {
-        "model": model_state,
-        "optimizer": optimizer.sharded_state_dict(model_state, is_loading=is_loading, metadata=SHARDING),
-    }
+    metadata = {"distrib_optim_sharding_type": sharding}
+    return {"model": model_state,
+            "optimizer": optimizer.sharded_state_dict(model_state, is_loading=is_loading, metadata=metadata)}
 
 
 def _rng_state() -> dict[str, Any]:
@@ -137,7 +97,8 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_checkpoint(run_dir: str | Path, step: int, model: list, optimizer, trainer_state: dict[str, Any],
-                    parallel: ParallelState, keep: int = 0) -> Path:
+                    parallel: ParallelState, keep: int = 0, sharding: str = RESHARDABLE,
+                    checksums: bool = True, config_yaml: Optional[str] = None) -> Path:
     """Write checkpoint ``step`` atomically (collective: every rank calls it); return its folder."""
     root = checkpoints_dir(run_dir)
     final = root / f"step_{step:07d}"
@@ -147,16 +108,19 @@ def save_checkpoint(run_dir: str | Path, step: int, model: list, optimizer, trai
         partial.mkdir(parents=True)  # empty: dist_checkpointing refuses to write into a used folder
     dist.barrier()
     with device_mode():
-        dist_checkpointing.save(_sharded_state(model, optimizer, is_loading=False), str(partial))
+        dist_checkpointing.save(_sharded_state(model, optimizer, False, sharding), str(partial))
     (partial / "rng").mkdir(exist_ok=True)
     torch.save(_rng_state(), partial / "rng" / f"rank_{parallel.rank:05d}.pt")
     if parallel.rank == 0:
         torch.save(trainer_state, partial / "trainer_state.pt")
+        if config_yaml is not None:
+            (partial / "config.yaml").write_text(config_yaml)
     dist.barrier()
+    write_manifest(partial, with_checksums=checksums)
     if parallel.rank == 0:
         meta = {"step": step, "tp": parallel.tp, "pp": parallel.pp, "dp": parallel.dp,
-                "world_size": parallel.world_size}
-        (partial / "meta.json").write_text(json.dumps(meta))
+                "world_size": parallel.world_size, "optimizer_format": sharding}
+        (partial / META).write_text(json.dumps(meta))
         shutil.rmtree(final, ignore_errors=True)
         os.replace(partial, final)
         pointer = root / f"{LATEST}.tmp"
@@ -170,27 +134,81 @@ def save_checkpoint(run_dir: str | Path, step: int, model: list, optimizer, trai
 def _prune(root: Path, keep: int) -> None:
     if keep <= 0:
         return
-    complete = sorted(p for p in root.glob("step_*") if not p.name.endswith(PARTIAL))
-    for old in complete[:-keep]:
+    for old in step_folders(root)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def _fail(folder: Path, problem: str) -> MosCheckpointError:
+    """Our error for a checkpoint that cannot be loaded: names it, says why, offers the previous one."""
+    previous = previous_complete(folder) if folder.parent.is_dir() else None
+    offer = (f"the previous complete checkpoint is {previous.name}: resume from it with "
+             f"checkpoint.resume={previous}" if previous is not None else
+             "there is no older complete checkpoint; start afresh with checkpoint.resume=none (or another run.dir)")
+    return MosCheckpointError(f"checkpoint {folder.name} ({folder}) cannot be loaded: {problem}; {offer}")
+
+
+def read_meta(folder: Path) -> dict[str, Any]:
+    if not folder.is_dir():
+        raise _fail(folder, "no such folder")
+    if not is_complete(folder):
+        raise _fail(folder, f"no {META}, so it was never completely written (a save was interrupted)")
+    try:
+        return json.loads((folder / META).read_text())
+    except ValueError as error:
+        raise _fail(folder, f"{META} is unreadable ({error})") from None
+
+
+def load_tolerant(sharded: dict, folder: Path) -> dict:
+    """dist_checkpointing.load that ignores only Transformer Engine's ``_extra_state`` keys, either way:
+    a local-spec checkpoint into a TE model (asked for, not stored) or a TE one into a local model."""
+    state, missing, unexpected = dist_checkpointing.load(sharded, str(folder), strict=StrictHandling.RETURN_ALL)
+    other = sorted(k for k in set(missing) | set(unexpected) if not k.endswith(EXTRA_STATE))
+    if other:
+        raise _fail(folder, f"its keys do not match this model: {other[:5]}{' ...' if len(other) > 5 else ''}"
+                            " (another model shape or family?)")
+    return state
+
+
+def apply_model_state(module: torch.nn.Module, state: dict) -> None:
+    """``load_state_dict`` that tolerates only ``_extra_state`` keys missing or left over (TE <-> local)."""
+    result = module.load_state_dict(state, strict=False)
+    other = [k for k in [*result.missing_keys, *result.unexpected_keys] if not k.endswith(EXTRA_STATE)]
+    if other:
+        raise MosCheckpointError(f"model state does not match the model: {other[:5]}")
+
+
 def load_checkpoint(folder: str | Path, model: list, optimizer, parallel: ParallelState) -> dict[str, Any]:
-    """Restore model, optimizer and RNG from ``folder`` (collective); return the trainer state."""
+    """Restore model, optimizer and (same layout) RNG from ``folder`` (collective); return the trainer state
+    with ``rng_restored`` added. Raises MosCheckpointError naming the folder for anything wrong with it."""
     folder = Path(folder)
-    meta_path = folder / "meta.json"
-    if not meta_path.is_file():
-        raise MosCheckpointError(f"checkpoint.resume={str(folder)!r}: no meta.json there, so it is not a "
-                                 "complete checkpoint; give a checkpoints/step_N folder or resume=auto")
-    meta = json.loads(meta_path.read_text())
-    _allocate_optimizer_state(optimizer)
-    with torch.no_grad(), device_mode(), _keep_step_on_load(optimizer):
-        state = dist_checkpointing.load(_sharded_state(model, optimizer, is_loading=True), str(folder))
-        unwrap(model[0]).load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-    _untie_step_tensors(optimizer)
-    same_layout = (meta["tp"], meta["pp"], meta["world_size"]) == (parallel.tp, parallel.pp, parallel.world_size)
+    meta = read_meta(folder)
+    problems = verify_manifest(folder)
+    if problems:
+        raise _fail(folder, "; ".join(problems[:3]) + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""))
+    sharding = meta.get("optimizer_format", RESHARDABLE)
+    same_model_layout = (meta["tp"], meta["pp"]) == (parallel.tp, parallel.pp)
+    if sharding == FAST and not same_model_layout:
+        raise _fail(folder, f"it holds the optimizer in the {FAST} format, saved at tp={meta['tp']} "
+                            f"pp={meta['pp']}; that format resumes only with the same tp and pp (any dp). Resume "
+                            f"once with parallel.tp={meta['tp']} parallel.pp={meta['pp']} checkpoint.format={RESHARDABLE} "
+                            f"train.stop_after={meta['step'] + 1}, then change the layout")
+    optimizer_load = OptimizerLoad(optimizer)
+    optimizer_load.prepare()
+    try:
+        with torch.no_grad(), device_mode(), optimizer_load.context():
+            state = load_tolerant(_sharded_state(model, optimizer, True, sharding), folder)
+            apply_model_state(unwrap(model[0]), state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+        trainer_state = torch.load(folder / "trainer_state.pt", weights_only=False)
+    except MosCheckpointError:
+        raise
+    except Exception as error:  # noqa: BLE001 - any read failure: name the checkpoint and what broke
+        raise _fail(folder, f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}") from error
+    optimizer_load.finish()
+    same_layout = same_model_layout and meta["world_size"] == parallel.world_size
     rng_file = folder / "rng" / f"rank_{parallel.rank:05d}.pt"
-    if same_layout and rng_file.is_file():
+    trainer_state["rng_restored"] = same_layout and rng_file.is_file()
+    if trainer_state["rng_restored"]:
         _set_rng_state(torch.load(rng_file, weights_only=False))
-    return torch.load(folder / "trainer_state.pt", weights_only=False)
+    trainer_state["saved_layout"] = {k: meta[k] for k in ("tp", "pp", "dp")}
+    return trainer_state

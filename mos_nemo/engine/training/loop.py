@@ -5,6 +5,10 @@
     every mixing.update_every steps: reward hook -> new weights -> blend.set_weights ->
     checkpoint when due, on the last step, or after SIGTERM/SIGINT (then stop, exit 0).
 
+The signal path is short: the stop flag is agreed right after the optimizer step, before the MoS update,
+so a signalled step skips its update (the checkpoint records it as pending and the resumed launch runs it
+first, so the run still continues exactly) and saves at once in the fast format, without checksums.
+
 Every rank runs the same loop; the blend draw is a pure function of (seed, step, weights), so the ranks
 agree on each global batch without talking. Only rank 0 writes logs.
 """
@@ -12,6 +16,7 @@ agree on each global batch without talking. Only rank 0 writes logs.
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import time
 from pathlib import Path
@@ -23,7 +28,10 @@ import torch.distributed as dist
 from mos_nemo.config import MosConfig, non_default_settings, to_yaml
 from mos_nemo.data import local_micro_batches, pad_token_id
 from mos_nemo.engine.training import build
-from mos_nemo.engine.training.checkpoint import find_latest, load_checkpoint, save_checkpoint
+from mos_nemo.engine.training.checkpoint import find_latest, load_checkpoint, save_checkpoint, sharding_format
+from mos_nemo.engine.training.resume_config import (
+    changed_settings, check_resume_changes, describe_changes, launch_config_path)
+from mos_nemo.errors import MosTrainingError
 from mos_nemo.engine.training.optim import LinearSchedule, build_optimizer, set_learning_rate
 from mos_nemo.engine.parallel import ParallelState
 from mos_nemo.engine.model.inputs import to_device
@@ -83,6 +91,9 @@ class Trainer:
                                               hf_folder)
         build.apply_exclusions(config, self.blend, self.reward_hook, self.names)
         self.step = 0
+        self.pending_update = False  # a signalled step skipped its MoS update; the next launch runs it first
+        self.nonfinite_steps: list[int] = []  # the current run of steps with a non-finite loss or grad norm
+        self.resume_note = ""
         self.mixing_seconds = 0.0  # MoS wall time not yet reported in train.jsonl
         self.logger: Optional[RunLogger] = None
 
@@ -93,24 +104,73 @@ class Trainer:
         folder = None if resume == "none" else (find_latest(self.config.run.dir) if resume == "auto" else Path(resume))
         if folder is None:
             return None
+        changes = self._check_config_changes(folder)
         state = load_checkpoint(folder, self.model, self.optimizer, self.parallel)
         self.blend.load_state_dict(state["blend"])
         if self.reward_hook is not None and state["mixing"] is not None:
             self.reward_hook.load_state_dict(state["mixing"])
         self.step = state["step"]
+        self.pending_update = state.get("pending_update", False)
         build.apply_exclusions(self.config, self.blend, self.reward_hook, self.names)
+        saved = state["saved_layout"]
+        restored = "model, optimizer, LR schedule, data order, mixing state"
+        if state["rng_restored"]:
+            restored += " and every rank's RNG state"
+        else:  # per-rank RNG streams do not map onto another layout; the data order never needed them
+            restored += (f"; the per-rank RNG states (dropout) were saved at tp={saved['tp']} pp={saved['pp']} "
+                         f"dp={saved['dp']} and start afresh from run.seed under this layout (data order and MoS "
+                         "are keyed on (seed, step) and continue exactly)")
+        self.resume_note = f"resumed from {folder} at step {self.step}: restored {restored}"
+        if changes:
+            self.resume_note += f"\nsettings changed since that checkpoint: {describe_changes(changes)}"
         return self.step
 
-    def _save(self) -> None:
+    def _check_config_changes(self, folder: Path) -> dict:
+        """Compare the checkpoint's config with this launch's; refuse exactness-breaking changes not allowed."""
+        saved = folder / "config.yaml"
+        if not saved.is_file():  # checkpoints from before configs were stored in them
+            saved = Path(self.config.run.dir) / "config.yaml"
+        if not saved.is_file():
+            return {}
+        changes = changed_settings(saved.read_text(), self.config)
+        check_resume_changes(changes, list(self.config.checkpoint.allow_changes), folder)
+        return changes
+
+    def _save(self, final: bool = False, signalled: bool = False) -> None:
+        if self.nonfinite_steps:  # never let a non-finite state replace (or, with keep, prune) a finite one
+            self.logger.print(f"step {self.step}: not saving a checkpoint, the loss or grad norm is not finite")
+            return
         trainer_state = {
             "step": self.step, "schedule": self.schedule.state_dict(), "blend": self.blend.state_dict(),
             "mixing": self.reward_hook.state_dict() if self.reward_hook is not None else None,
-            "names": self.names,
+            "names": self.names, "pending_update": self.pending_update,
         }
         synchronize_params(self.model)  # the overlapped param all-gather must land before the save reads them
+        checkpoint = self.config.checkpoint
+        started = time.perf_counter()
         folder = save_checkpoint(self.config.run.dir, self.step, self.model, self.optimizer, trainer_state,
-                                 self.parallel, keep=self.config.checkpoint.keep)
-        self.logger.print(f"saved checkpoint {folder}")
+                                 self.parallel, keep=checkpoint.keep,
+                                 sharding=sharding_format(checkpoint.format, final), checksums=not signalled,
+                                 config_yaml=to_yaml(self.config))
+        self.logger.print(f"saved checkpoint {folder} ({time.perf_counter() - started:.1f}s)")
+
+    def _check_finite(self, loss: float, grad_norm) -> None:
+        """Stop after ``train.nonfinite_limit`` steps in a row with a non-finite loss or grad norm."""
+        finite = math.isfinite(loss) and (grad_norm is None or math.isfinite(grad_norm))
+        if finite:
+            self.nonfinite_steps = []
+            return
+        self.nonfinite_steps.append(self.step)
+        self.logger.print(f"step {self.step}: non-finite loss {loss} or grad norm {grad_norm}")
+        limit = self.config.train.nonfinite_limit
+        if len(self.nonfinite_steps) >= limit:
+            latest = find_latest(self.config.run.dir)
+            raise MosTrainingError(
+                f"the loss or grad norm was not finite for {limit} steps in a row (steps "
+                f"{self.nonfinite_steps[0]}-{self.step}; loss {loss}, grad norm {grad_norm}); stopped without "
+                f"saving. The last checkpoint is {latest or 'none'}. Lower optim.lr, check the data, or resume "
+                f"from an earlier checkpoint with checkpoint.resume=PATH (train.nonfinite_limit={limit} sets "
+                "how many steps are tolerated)")
 
     # ---- mixing ----------------------------------------------------------------------------------
     def _weights(self) -> dict[str, float]:
@@ -138,7 +198,8 @@ class Trainer:
                               f"{update.seconds:.2f}s) -> weights {shown}")
 
     # ---- the loop --------------------------------------------------------------------------------
-    def _one_step(self) -> None:
+    def _one_step(self, stop: "StopRequest") -> bool:
+        """One optimizer step (and its MoS update unless a stop was requested); True if stopping."""
         # Time already spent on MoS before this step (the theta0 pool, scored before step 1) counts in it.
         started = time.perf_counter() - self.mixing_seconds
         draw = self.blend.draw()
@@ -155,7 +216,12 @@ class Trainer:
         lr = self.schedule.lr_at(self.step)
         set_learning_rate(self.optimizer, lr)
         result = train_step(self.model, self.optimizer, micro_batches, self.parallel, len(self.names))
-        self._maybe_update_mixture()  # after the step's update, before its log: `seconds` includes the reward pass
+        self._check_finite(result.loss, result.grad_norm)
+        interrupted = stop.agreed(self.parallel)  # before the MoS update: a signalled step saves at once
+        if interrupted:
+            self.pending_update = self.reward_hook is not None and self.reward_hook.should_update(self.step)
+        else:
+            self._maybe_update_mixture()  # after the step's update, before its log: `seconds` has the reward pass
         record = {"step": self.step, "loss": result.loss}
         if self.config.mixing.mode == "batch":
             record["dataset"] = self.names[int(draw.dataset_ids[0])]
@@ -171,33 +237,47 @@ class Trainer:
         if self.reward_hook is not None:  # wall time spent by MoS within this step (reward pass, psi update)
             record["mixing_seconds"], self.mixing_seconds = self.mixing_seconds, 0.0
         self.logger.log_step(record, self._weights())
+        return interrupted
 
     def run(self) -> int:
         """Train from the latest checkpoint (or from scratch) to ``max_steps`` or ``train.stop_after``."""
         config, parallel = self.config, self.parallel
         resumed = self._resume()
+        last = min(self.max_steps, config.train.stop_after or self.max_steps)
+        if resumed is not None and resumed >= self.max_steps:
+            if parallel.rank == 0:
+                print(f"mos_nemo: nothing to do: {config.run.dir} already finished all {self.max_steps} steps "
+                      f"(checkpoint step {resumed}). To train longer, raise train.max_steps and add "
+                      "checkpoint.allow_changes=[train.max_steps]; to start over, use checkpoint.resume=none "
+                      "or another run.dir", flush=True)
+            return self.step
         self.logger = RunLogger(config.run.dir, self.max_steps, resumed, enabled=parallel.rank == 0)
         stop = StopRequest()
         stop.install()
         try:
-            self.logger.write_config(to_yaml(config), non_default_settings(config))
+            if parallel.rank == 0 and resumed is None:  # a fresh start: the earlier launches' configs are gone
+                for stale in Path(config.run.dir).glob("config.*.yaml"):
+                    stale.unlink()
+            config_path = launch_config_path(config.run.dir) if parallel.rank == 0 else None
+            self.logger.write_config(to_yaml(config), non_default_settings(config), path=config_path)
             self.logger.print(f"datasets: {', '.join(f'{d.name}={len(d)}' for d in self.datasets)}; "
                               f"{self.max_steps} steps; tp={parallel.tp} pp={parallel.pp} dp={parallel.dp}"
-                              + (f"; resumed at step {resumed}" if resumed is not None else ""))
+                              + (f"; {self.resume_note}" if resumed is not None else ""))
             prepared = time.perf_counter()
             if self.reward_hook is not None:  # theta0's reference pool, scored before the first update
                 self.reward_hook.prepare(self.model[0])
             self.mixing_seconds = time.perf_counter() - prepared  # counted in the first step's record
             if resumed is None:
                 self.logger.log_mixture(0, self._weights(), self._counts())
-            last = min(self.max_steps, config.train.stop_after or self.max_steps)
+            if self.pending_update:  # the signalled step's MoS update, skipped to save in time
+                self._maybe_update_mixture()
+                self.pending_update = False
             while self.step < last:
-                self._one_step()
-                interrupted = stop.agreed(parallel)
+                interrupted = self._one_step(stop)
                 every = config.checkpoint.every
                 due = (every and self.step % every == 0) or interrupted or self.step == last
                 if due and (self.step < self.max_steps or config.checkpoint.save_final or interrupted):
-                    self._save()
+                    self._save(final=self.step == self.max_steps, signalled=interrupted)
                 if interrupted:
                     self.logger.print(f"stopped by a signal after step {self.step}; resume with the same command")
                     break

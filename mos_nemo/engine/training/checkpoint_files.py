@@ -1,0 +1,107 @@
+"""The files of a checkpoint folder: which folders are complete, and a manifest to check them at load.
+
+``manifest.json`` lists every file of a checkpoint with its size and, unless the save was a signal save
+(which must finish within torchrun's grace period), its CRC-32. Ranks share the hashing and the checking:
+rank r handles the files ``sorted(files)[r::world_size]``, so neither costs more than one rank's share.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from pathlib import Path
+from typing import Optional
+
+import torch.distributed as dist
+
+MANIFEST = "manifest.json"
+META = "meta.json"
+LATEST = "latest"
+PARTIAL = ".partial"
+_CHUNK = 1 << 24
+
+
+def crc32(path: Path) -> int:
+    value = 0
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            value = zlib.crc32(chunk, value)
+    return value
+
+
+def _files(folder: Path) -> list[str]:
+    skip = {MANIFEST, META}
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and p.name not in skip)
+
+
+def _world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _gather(part: dict) -> dict:
+    rank, world = _world()
+    if world == 1:
+        return part
+    parts: list = [None] * world
+    dist.all_gather_object(parts, part)
+    merged: dict = {}
+    for item in parts:
+        merged.update(item)
+    return merged
+
+
+def write_manifest(folder: Path, with_checksums: bool) -> None:
+    """Collective: every rank sizes (and hashes) its share of the files; rank 0 writes the manifest."""
+    rank, world = _world()
+    names = _files(folder)
+    mine = {name: [(folder / name).stat().st_size, crc32(folder / name) if with_checksums else None]
+            for name in names[rank::world]}
+    entries = _gather(mine)
+    if rank == 0:
+        (folder / MANIFEST).write_text(json.dumps({"files": entries}, indent=0, sort_keys=True))
+
+
+def verify_manifest(folder: Path) -> list[str]:
+    """Collective: what is wrong with ``folder``'s files (empty list if nothing), the same on every rank."""
+    rank, world = _world()
+    manifest_path = folder / MANIFEST
+    problems: dict[str, str] = {}
+    if not manifest_path.is_file():
+        return []  # written before manifests existed: nothing to check against
+    try:
+        entries = json.loads(manifest_path.read_text())["files"]
+    except (ValueError, KeyError) as error:
+        return [f"{MANIFEST} is unreadable ({error})"]
+    for name in sorted(entries)[rank::world]:
+        size, checksum = entries[name]
+        path = folder / name
+        if not path.is_file():
+            problems[name] = f"{name} is missing"
+        elif path.stat().st_size != size:
+            problems[name] = f"{name} has {path.stat().st_size} bytes, {size} when saved (truncated or rewritten)"
+        elif checksum is not None and crc32(path) != checksum:
+            problems[name] = f"{name} has a different CRC-32 than when saved (its bytes changed)"
+    return [problems[name] for name in sorted(_gather(problems))] if world > 1 else list(problems.values())
+
+
+def step_folders(root: Path) -> list[Path]:
+    """Every ``step_N`` folder (complete or not, no ``.partial``), oldest first."""
+    return sorted(p for p in root.glob("step_*") if p.is_dir() and not p.name.endswith(PARTIAL))
+
+
+def is_complete(folder: Path) -> bool:
+    return (folder / META).is_file()
+
+
+def previous_complete(folder: Path) -> Optional[Path]:
+    """The newest complete checkpoint older than ``folder`` in the same checkpoints/ folder."""
+    older = [p for p in step_folders(folder.parent) if p.name < folder.name and is_complete(p)]
+    return older[-1] if older else None
+
+
+def files_summary(folder: Path) -> tuple[int, int]:
+    """(number of files, bytes) in a finished checkpoint folder."""
+    sizes = [p.stat().st_size for p in folder.rglob("*") if p.is_file()]
+    return len(sizes), sum(sizes)

@@ -1,0 +1,106 @@
+"""Checkpoint handling of the optimizer state that depends on which Adam megatron-core picked.
+
+megatron-core uses Transformer Engine's FusedAdam when TE imports, else apex's, else torch's AdamW
+(``megatron.core.optimizer.USING_PYTORCH_OPTIMIZER`` is True only in that last case). torch's AdamW keeps a
+per-parameter ``step`` tensor in its state and needs three load workarounds for exact resume: the state
+(with ``step``) allocated before the load state dict is built, the current ``step`` kept when megatron's
+distributed optimizer copies a checkpoint's per-parameter tensors in, and one ``step`` tensor per parameter
+afterwards (megatron restores a single shared one, which AdamW would then advance once per parameter).
+FusedAdam keeps ``step`` in its param groups instead; giving it a per-parameter ``step`` makes its
+``state_dict()`` raise KeyError 'step', so the workarounds apply only to torch's AdamW.
+"""
+
+from __future__ import annotations
+
+import warnings
+from contextlib import contextmanager, nullcontext
+
+import torch
+
+warnings.filterwarnings("ignore", module=r"megatron\..*")
+from megatron.core import optimizer as megatron_optimizer  # noqa: E402
+
+
+def torch_optimizers(optimizer) -> list[torch.optim.Optimizer]:
+    """The torch optimizers inside megatron's (possibly chained) optimizer."""
+    parts = getattr(optimizer, "chained_optimizers", [optimizer])
+    return [part.optimizer for part in parts if getattr(part, "optimizer", None) is not None]
+
+
+def needs_step_workarounds(optimizer) -> bool:
+    """True when every inner optimizer is torch's Adam/AdamW (megatron's fallback without TE or apex).
+
+    Decided from the optimizer objects themselves, so it is right whatever megatron imported; the module
+    flag ``USING_PYTORCH_OPTIMIZER`` says the same for optimizers megatron built.
+    """
+    inner = torch_optimizers(optimizer)
+    return bool(inner) and all(type(o) in (torch.optim.AdamW, torch.optim.Adam) for o in inner)
+
+
+def megatron_uses_torch_adam() -> bool:
+    """megatron-core's own answer: it fell back to torch's AdamW (no TE, no apex)."""
+    return bool(getattr(megatron_optimizer, "USING_PYTORCH_OPTIMIZER", False))
+
+
+def allocate_state(optimizer) -> None:
+    """Give every parameter its AdamW state (zeros, step 0) so the load state dict has a slot for each."""
+    for torch_optimizer in torch_optimizers(optimizer):
+        for group in torch_optimizer.param_groups:
+            for param in group["params"]:
+                state = torch_optimizer.state[param]
+                state.setdefault("exp_avg", torch.zeros_like(param.data))
+                state.setdefault("exp_avg_sq", torch.zeros_like(param.data))
+                state.setdefault("step", torch.tensor(0.0))
+
+
+@contextmanager
+def _keep_step_on_load(optimizer):
+    """megatron's distributed-optimizer load copies every state key of a parameter from the checkpoint, but
+    the checkpoint has no per-parameter ``step`` (it travels in the param groups): keep the current one."""
+    patched = []
+    for part in getattr(optimizer, "chained_optimizers", [optimizer]):
+        original = getattr(part, "_set_main_param_and_optimizer_states", None)
+        if original is None:
+            continue
+
+        def set_states(model_param, tensors, part=part, original=original):
+            group_index, group_order = part.model_param_group_index_map[model_param]
+            main_param = part.optimizer.param_groups[group_index]["params"][group_order]
+            step = part.optimizer.state[main_param].get("step")
+            original(model_param, tensors if step is None else {**tensors, "step": step})
+
+        part._set_main_param_and_optimizer_states = set_states
+        patched.append(part)
+    try:
+        yield
+    finally:
+        for part in patched:
+            del part._set_main_param_and_optimizer_states  # back to the class method
+
+
+def _untie_step_tensors(optimizer) -> None:
+    """One ``step`` tensor per parameter: AdamW increments it in place, once per parameter."""
+    for torch_optimizer in torch_optimizers(optimizer):
+        for state in torch_optimizer.state.values():
+            if isinstance(state.get("step"), torch.Tensor):
+                state["step"] = state["step"].clone()
+
+
+class OptimizerLoad:
+    """The load-time handling for ``optimizer``: ``prepare()`` before building the load state dict,
+    ``context()`` around the load, ``finish()`` after it. No-ops unless torch's AdamW is in use."""
+
+    def __init__(self, optimizer):
+        self.optimizer = optimizer
+        self.active = needs_step_workarounds(optimizer)
+
+    def prepare(self) -> None:
+        if self.active:
+            allocate_state(self.optimizer)
+
+    def context(self):
+        return _keep_step_on_load(self.optimizer) if self.active else nullcontext()
+
+    def finish(self) -> None:
+        if self.active:
+            _untie_step_tensors(self.optimizer)

@@ -1,0 +1,65 @@
+"""Launch the real entry point under torchrun (gloo, tiny_cpu) for the reliability tests, in the foreground
+or in the background, and read what it left behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+TORCHRUN = str(Path(sys.executable).with_name("torchrun"))
+
+
+def command(run_dir: Path, *overrides: str, nproc: int = 1, torchrun_flags: tuple = ()) -> list[str]:
+    return [TORCHRUN, "--nproc-per-node", str(nproc), "--standalone", *torchrun_flags, "mos_nemo/train.py",
+            "--config-name", "tiny_cpu", f"run.dir={run_dir}", *overrides]
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = f"{ROOT}{os.pathsep}{env.get('PYTHONPATH', '')}"
+    env["OMP_NUM_THREADS"] = "1"
+    return env
+
+
+def launch(run_dir: Path, *overrides: str, nproc: int = 1, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Run to completion; stdout and stderr merged in ``.output`` (as the user's console shows them)."""
+    done = subprocess.run(command(run_dir, *overrides, nproc=nproc), cwd=ROOT, env=_env(), timeout=timeout,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    done.output = done.stdout
+    return done
+
+
+def start(run_dir: Path, *overrides: str, nproc: int = 1, torchrun_flags: tuple = ()) -> subprocess.Popen:
+    """Start in the background (console output to run_dir/../NAME.console)."""
+    console = open(Path(str(run_dir) + ".console"), "w")
+    return subprocess.Popen(command(run_dir, *overrides, nproc=nproc, torchrun_flags=torchrun_flags), cwd=ROOT,
+                            env=_env(), stdout=console, stderr=subprocess.STDOUT, text=True)
+
+
+def console(run_dir: Path) -> str:
+    return Path(str(run_dir) + ".console").read_text()
+
+
+def steps_logged(run_dir: Path) -> list[int]:
+    path = run_dir / "train.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line)["step"] for line in path.read_text().splitlines() if line.strip()]
+
+
+def wait_for_step(run_dir: Path, step: int, process: subprocess.Popen, timeout: float = 240) -> None:
+    deadline = time.monotonic() + timeout
+    while step not in steps_logged(run_dir):
+        assert process.poll() is None, f"the run ended early:\n{console(run_dir)[-3000:]}"
+        assert time.monotonic() < deadline, f"no step {step} after {timeout}s:\n{console(run_dir)[-3000:]}"
+        time.sleep(0.05)
+
+
+def complete_checkpoints(run_dir: Path) -> list[str]:
+    root = run_dir / "checkpoints"
+    return sorted(p.name for p in root.glob("step_*") if (p / "meta.json").is_file()) if root.is_dir() else []
