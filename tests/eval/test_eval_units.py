@@ -150,7 +150,7 @@ def test_response_ppl_counts_only_assistant_tokens(tiny_model):
     expected = []
     for conv in convs:
         prompt = tok.apply_chat_template(conv[:1], tokenize=False, add_generation_prompt=True)
-        reply = conv[1]["content"] + "<|end|>"
+        reply = conv[1]["content"] + "<|im_end|>"
         p_ids, r_ids = tok(prompt, add_special_tokens=False).input_ids, tok(reply, add_special_tokens=False).input_ids
         ids = torch.tensor([p_ids + r_ids + tok("\n", add_special_tokens=False).input_ids])
         with torch.no_grad():
