@@ -70,3 +70,38 @@ def run_settings(results: dict) -> dict:
         "lm_eval_version": results.get("lm_eval_version"),
         "transformers_version": results.get("transformers_version"),
     }
+
+
+def _model_args(value) -> dict:
+    if isinstance(value, str):
+        return dict(kv.split("=", 1) for kv in value.split(",") if "=" in kv)
+    return {k: str(v) for k, v in (value or {}).items()}
+
+
+def _limit(value) -> float | None:
+    return None if value in (None, "", "None") else float(value)
+
+
+def settings_mismatch(results: dict, expected: dict) -> str | None:
+    """Why `results` were not made with `expected` settings ({"model", "model_args", "limit", "num_fewshot"};
+    model_args as lm-eval's "k=v,k=v" string), or None when model, model args, limit and the n-shot of
+    every task match: only then may a rerun reuse them."""
+    config = results.get("config", {})
+    if config.get("model") != expected["model"]:
+        return f"made with model {config.get('model')!r}, not {expected['model']!r}"
+    recorded, wanted = _model_args(config.get("model_args")), _model_args(expected["model_args"])
+    if recorded != wanted:
+        return f"made with model_args {recorded}, not {wanted}"
+    if _limit(config.get("limit")) != _limit(expected.get("limit")):
+        return f"made with limit {config.get('limit')}, not {expected.get('limit') or 'none (all samples)'}"
+    shots = {task: n for task, n in results.get("n-shot", {}).items() if task in results.get("n-samples", {})}
+    wrong = {task: n for task, n in shots.items() if int(n) != int(expected["num_fewshot"])}
+    if wrong or not shots:
+        return f"made with n-shot {wrong or shots}, not {expected['num_fewshot']}"
+    return None
+
+
+def is_partial(results: dict) -> bool:
+    """True when lm-eval ran on a subset (--limit): the numbers are not the benchmark's."""
+    counts = results.get("n-samples", {}).values()
+    return any(int(c.get("effective", 0)) < int(c.get("original", 0)) for c in counts)

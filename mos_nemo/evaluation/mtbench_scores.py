@@ -81,6 +81,13 @@ def check_complete(scores: MTBenchScores, judgment_file: Path) -> None:
         )
 
 
+def pairs_to_grade(judgment_file: Path, model: str, questions: list[dict]) -> list[tuple[int, int]]:
+    """The (question_id, turn) pairs whose newest judgment is missing or failed (score -1)."""
+    latest = latest_judgments(read_jsonl(Path(judgment_file)), model) if Path(judgment_file).is_file() else {}
+    expected = [(q["question_id"], turn) for q in questions for turn in range(1, len(q["turns"]) + 1)]
+    return [key for key in expected if key not in latest or latest[key]["score"] == -1]
+
+
 def is_complete(judgment_file: Path, model: str, questions: list[dict]) -> bool:
     """True if every (question, turn) already has a valid newest judgment: then no regrading is needed."""
     if not Path(judgment_file).is_file():
