@@ -42,6 +42,15 @@ def task_metric(results: dict, task: str, metric: str, filter_name: str = "none"
     return float(row[key]), int(n)
 
 
+def task_stderr(results: dict, task: str, metric: str, filter_name: str = "none") -> float | None:
+    """lm-eval's standard error of one task's metric, or None where it wrote none ("N/A")."""
+    value = results["results"].get(task, {}).get(f"{metric}_stderr,{filter_name}")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
 def subtask_metrics(results: dict, prefix: str, metric: str, filter_name: str = "none") -> dict[str, tuple[float, int]]:
     """{name without prefix: (value, n)} for every evaluated task whose name starts with `prefix`."""
     return {
@@ -49,6 +58,34 @@ def subtask_metrics(results: dict, prefix: str, metric: str, filter_name: str = 
         for task in results.get("n-samples", {})
         if task.startswith(prefix)
     }
+
+
+def subtask_stderrs(results: dict, prefix: str, metric: str, filter_name: str = "none") -> dict[str, float | None]:
+    """{name without prefix: standard error} for the tasks of subtask_metrics."""
+    return {task[len(prefix) :]: task_stderr(results, task, metric, filter_name)
+            for task in results.get("n-samples", {}) if task.startswith(prefix)}  # fmt: skip
+
+
+# The headline metric of some common lm-eval tasks; any other task shows its first metric.
+MAIN_METRICS = {
+    "ifeval": ("prompt_level_strict_acc", "none"),
+    "gsm8k": ("exact_match", "strict-match"),
+    "arc_challenge": ("acc_norm", "none"),
+    "hellaswag": ("acc_norm", "none"),
+    "bbh": ("exact_match", "get-answer"),
+}
+
+
+def main_metric(results: dict, task: str) -> tuple[str, str] | None:
+    """(metric, filter) to report for `task`: MAIN_METRICS, else the first metric lm-eval wrote for it."""
+    row = results["results"].get(task, {})
+    if task in MAIN_METRICS and ",".join(MAIN_METRICS[task]) in row:
+        return MAIN_METRICS[task]
+    for key, value in row.items():
+        metric, _, filter_name = key.partition(",")
+        if filter_name and not metric.endswith("_stderr") and isinstance(value, (int, float)):
+            return metric, filter_name
+    return None
 
 
 def run_settings(results: dict) -> dict:

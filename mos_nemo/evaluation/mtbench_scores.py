@@ -94,3 +94,16 @@ def is_complete(judgment_file: Path, model: str, questions: list[dict]) -> bool:
         return False
     scores = score_judgments(judgment_file, model, questions)
     return not scores.n_failed and not scores.missing
+
+
+def category_scores(judgment_file: Path, model: str, questions: list[dict]) -> dict[str, dict]:
+    """{category: {"score": mean over both turns, "turn1", "turn2", "n"}} over the newest valid gradings
+    (FastChat's eight categories: writing, roleplay, reasoning, math, coding, extraction, stem, humanities)."""
+    latest = latest_judgments(read_jsonl(Path(judgment_file)), model)
+    category = {q["question_id"]: q.get("category", "unknown") for q in questions}
+    by_category: dict[str, dict[int, list[float]]] = {}
+    for (qid, turn), row in latest.items():
+        if qid in category and row["score"] != -1:
+            by_category.setdefault(category[qid], {1: [], 2: []}).setdefault(turn, []).append(float(row["score"]))
+    return {name: {"score": _mean(turns[1] + turns[2]), "turn1": _mean(turns[1]), "turn2": _mean(turns[2]),
+                   "n": len(turns[1]) + len(turns[2])} for name, turns in sorted(by_category.items())}  # fmt: skip
