@@ -1,31 +1,38 @@
 #!/usr/bin/env bash
-# Evaluate a checkpoint the way the paper does (Appendix D; SPEC.md "Evaluation") and write
-# OUT/summary.json and OUT/summary.md (paper Tables 1 and 4).
+# Evaluate what training produced the way the paper does (Appendix D; eval/README.md) and write
+# OUT/summary.json and OUT/summary.md (paper Tables 1 and 4, with standard errors).
 #
-#   eval/run_all.sh CKPT OUT
+#   eval/run_all.sh MODEL OUT
 #
-# CKPT: an HF model folder (has config.json) or a mos_nemo checkpoint directory, which is first exported
-# to OUT/hf_model with `python -m mos_nemo.convert export`.
-# Steps: preflight (model loads, judge and servers answer) -> lm-eval MMLU 0-shot, GSM8K 5-shot, MATH
-# 5-shot (one call each) -> MT-bench answers (model's chat template) -> FastChat llm_judge single-answer
-# grading in its own virtualenv -> eval/aggregate.py. Finished steps are kept on a rerun (EVAL_FORCE=1
-# redoes the lm-eval calls); judgments are regraded only if some are missing or failed, and only the
-# newest judgment of each question and turn is counted.
+# MODEL: a training run folder (run.dir: its latest checkpoint, or its hf/ export if newer), a training
+# checkpoint (run.dir/checkpoints/step_N), a converted checkpoint (convert import) or an HF folder.
+# Checkpoints are exported to OUT/hf_model with `python -m mos_nemo.convert export`, with the config and
+# tokenizer (and the chat template used in training) the run was trained with.
+# Steps: preflight (model loads and has a chat template, the judge answers one real chat request) ->
+# lm-eval, one call per benchmark -> MT-bench answers (stopping at the template's end of turn) -> FastChat
+# single-answer grading of the (question, turn) pairs not yet graded -> eval/aggregate.py.
+# A rerun reuses lm-eval results only if lm-eval recorded the same model, model args, limit and n-shot
+# (EVAL_FORCE=1 reruns them anyway), keeps MT-bench answers, and grades only missing or failed pairs.
 #
 # Environment (defaults in brackets):
-#   EVAL_BACKEND      hf | vllm | local-completions [hf]  (local-completions: an OpenAI-compatible
-#                     completions server at EVAL_BASE_URL, e.g. `vllm serve DIR`, with logprobs)
+#   EVAL_BACKEND      hf | vllm | local-completions [hf]  (vllm: lm-eval's vLLM model, batch size auto,
+#                     MT-bench answers from vLLM's offline LLM API; needs `pip install -e '.[vllm]'` and a
+#                     GPU. local-completions: an OpenAI-compatible completions server at EVAL_BASE_URL)
 #   EVAL_BASE_URL     OpenAI-compatible server root, e.g. http://127.0.0.1:8000/v1 []; also makes MT-bench
 #                     answers come from its chat endpoint (MTBENCH_BACKEND=openai)
-#   EVAL_SERVED_MODEL model name on that server [CKPT path]
-#   EVAL_BATCH_SIZE [8]  EVAL_DTYPE [auto: bfloat16 on GPU, float32 on CPU]  EVAL_SEED [1234]
-#   EVAL_DEVICE [cuda if available, else cpu]  EVAL_LIMIT [] (lm-eval --limit, for smoke runs only)
+#   EVAL_SERVED_MODEL model name on that server [the HF folder's path]
+#   EVAL_BATCH_SIZE [auto for vllm, else 8]  EVAL_DTYPE [auto: bfloat16 on GPU, float32 on CPU]
+#   EVAL_SEED [1234]  EVAL_DEVICE [cuda if available, else cpu]
+#   EVAL_LIMIT        lm-eval --limit, for smoke runs only; such results are marked partial []
 #   EVAL_DATA_DIR     folder with mmlu/, gsm8k/, hendrycks_math/ in the HF hub layout, read offline []
 #   EVAL_CHAT_TEMPLATE=1  lm-eval prompts through the chat template [0: plain prompts]
 #   LM_EVAL_EXTRA_ARGS extra lm_eval arguments, e.g. "--gen_kwargs max_gen_toks=256" []
-#   BENCHMARKS        lm-eval benchmarks to run, "" for none ["mmlu gsm8k hendrycks_math"]
+#   BENCHMARKS        lm-eval tasks or groups, one call each, "" for none ["mmlu gsm8k hendrycks_math"];
+#                     any lm-eval task works, e.g. "mmlu gsm8k hendrycks_math ifeval"
+#   NUM_FEWSHOT       shots of tasks other than the paper's, e.g. "bbh=3" [0]
 #   MTBENCH           1 | 0 [1]   MTBENCH_QUESTION_IDS "81,82" [all 80]   MTBENCH_MAX_NEW_TOKENS [1024]
-#   MODEL_ID          name of the answers and judgments [basename of CKPT]
+#   MTBENCH_BACKEND   hf | vllm | openai [openai with EVAL_BASE_URL, vllm with EVAL_BACKEND=vllm, else hf]
+#   MODEL_ID          name of the answers and judgments [basename of MODEL]
 #   OPENAI_API_BASE, OPENAI_API_KEY  the judge (OpenAI-compatible), required when MTBENCH=1
 #   JUDGE_MODEL       judge name FastChat accepts (gpt-4, gpt-4-0613, gpt-3.5-turbo, ...) [gpt-4]
 #   JUDGE_PARALLEL [1]  JUDGE_VENV [eval/.venv-judge]  MOS_EVAL_CACHE [~/.cache/mos_nemo/eval]
@@ -47,11 +54,11 @@ run_step() {
   fi
 }
 
-[[ $# -eq 2 ]] || die "usage: eval/run_all.sh CKPT OUT"
+[[ $# -eq 2 ]] || die "usage: eval/run_all.sh MODEL OUT (MODEL: run folder, step_N checkpoint, converted checkpoint or HF folder)"
 CKPT="$1"
 mkdir -p "$2" || die "cannot create output folder $2"
 OUT="$(cd "$2" && pwd)"
-[[ -e "$CKPT" ]] || die "checkpoint $CKPT does not exist"
+[[ -e "$CKPT" ]] || die "model $CKPT does not exist"
 CKPT="$(cd "$CKPT" && pwd)"
 mkdir -p "$OUT/logs"
 
@@ -62,41 +69,45 @@ export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
 "$PYTHON" -c "import lm_eval, mos_nemo" 2>/dev/null \
   || die "$PYTHON lacks lm-eval or mos_nemo: run \`pip install -e '.[eval]'\` (or set PYTHON)"
 
-EVAL_BACKEND="${EVAL_BACKEND:-hf}"
-EVAL_BASE_URL="${EVAL_BASE_URL:-}"
-EVAL_BATCH_SIZE="${EVAL_BATCH_SIZE:-8}"
-EVAL_SEED="${EVAL_SEED:-1234}"
-EVAL_DEVICE="${EVAL_DEVICE:-$("$PYTHON" -c 'import torch; print("cuda" if torch.cuda.is_available() else "cpu")')}"
+export EVAL_BACKEND="${EVAL_BACKEND:-hf}"
+export EVAL_BASE_URL="${EVAL_BASE_URL:-}"
+export EVAL_SEED="${EVAL_SEED:-1234}"
+export EVAL_DEVICE="${EVAL_DEVICE:-$("$PYTHON" -c 'import torch; print("cuda" if torch.cuda.is_available() else "cpu")')}"
 if [[ -z "${EVAL_DTYPE:-}" || "${EVAL_DTYPE}" == auto ]]; then
   if [[ "$EVAL_DEVICE" == cpu ]]; then EVAL_DTYPE=float32; else EVAL_DTYPE=bfloat16; fi
 fi
+export EVAL_DTYPE
+if [[ -z "${EVAL_BATCH_SIZE:-}" ]]; then
+  if [[ "$EVAL_BACKEND" == vllm ]]; then EVAL_BATCH_SIZE=auto; else EVAL_BATCH_SIZE=8; fi
+fi
+export EVAL_BATCH_SIZE
 BENCHMARKS="${BENCHMARKS-mmlu gsm8k hendrycks_math}"
 MTBENCH="${MTBENCH:-1}"
 JUDGE_MODEL="${JUDGE_MODEL:-gpt-4}"
 JUDGE_VENV="${JUDGE_VENV:-$HERE/.venv-judge}"
 MODEL_ID="${MODEL_ID:-$(basename "$CKPT" | tr -c 'A-Za-z0-9._\n-' '_')}"
-MTBENCH_BACKEND="${MTBENCH_BACKEND:-$([[ -n "$EVAL_BASE_URL" ]] && echo openai || echo hf)}"
-
-# 1. An HF folder to evaluate: export a mos_nemo checkpoint first.
-if [[ -f "$CKPT/config.json" ]]; then
-  MODEL="$CKPT"
-else
-  MODEL="$OUT/hf_model"
-  if [[ ! -f "$MODEL/config.json" ]]; then
-    log "exporting mos_nemo checkpoint $CKPT to $MODEL"
-    run_step export "checkpoint $CKPT has no config.json and its export with mos_nemo.convert failed" \
-      "$PYTHON" -m mos_nemo.convert export --ckpt "$CKPT" --out "$MODEL"
-  fi
+if [[ -z "${MTBENCH_BACKEND:-}" ]]; then
+  if [[ -n "$EVAL_BASE_URL" ]]; then MTBENCH_BACKEND=openai
+  elif [[ "$EVAL_BACKEND" == vllm ]]; then MTBENCH_BACKEND=vllm
+  else MTBENCH_BACKEND=hf; fi
 fi
 
+# 1. The HF folder to evaluate: export a run's latest checkpoint, a step_N or a converted checkpoint.
+run_step model_source "cannot find a model to evaluate in $CKPT" \
+  "$PYTHON" -m mos_nemo.evaluation.model_source "$CKPT" "$OUT"
+MODEL="$(tail -n 1 "$OUT/logs/model_source.log")"
+log "evaluating $MODEL"
+
 # 2. Preflight: fail in seconds, not after hours of benchmarks.
-run_step preflight_model "checkpoint $CKPT does not load" "$PYTHON" -m mos_nemo.evaluation.preflight model "$MODEL"
+CHAT_CHECK=()
+[[ "$MTBENCH" == 1 || "${EVAL_CHAT_TEMPLATE:-0}" == 1 ]] && CHAT_CHECK=(--chat)
+run_step preflight_model "model $MODEL does not load" "$PYTHON" -m mos_nemo.evaluation.preflight model "$MODEL" "${CHAT_CHECK[@]}"
 if [[ "$EVAL_BACKEND" == local-completions || "$MTBENCH_BACKEND" == openai ]]; then
   [[ -n "$EVAL_BASE_URL" ]] || die "EVAL_BACKEND=$EVAL_BACKEND / MTBENCH_BACKEND=$MTBENCH_BACKEND needs EVAL_BASE_URL"
   run_step preflight_server "generation server unusable" "$PYTHON" -m mos_nemo.evaluation.preflight server "$EVAL_BASE_URL"
 fi
 if [[ "$MTBENCH" == 1 ]]; then
-  run_step preflight_judge "MT-bench judge unusable" "$PYTHON" -m mos_nemo.evaluation.preflight judge
+  run_step preflight_judge "MT-bench judge unusable" "$PYTHON" -m mos_nemo.evaluation.preflight judge "$JUDGE_MODEL"
   source "$HERE/judge_venv.sh"
   ensure_judge_venv "$JUDGE_VENV" "$PYTHON" "$JUDGE_MODEL" "$OUT/logs/judge_venv.log"
 fi
@@ -110,29 +121,24 @@ if [[ -n "${EVAL_DATA_DIR:-}" ]]; then
   INCLUDE_ARGS=(--include_path "$OUT/lm_eval_tasks")
   export HF_DATASETS_OFFLINE=1 HF_HUB_OFFLINE=1
 fi
-case "$EVAL_BACKEND" in
-  hf) LM_MODEL=(--model hf --model_args "pretrained=$MODEL,dtype=$EVAL_DTYPE" --device "$EVAL_DEVICE") ;;
-  vllm) LM_MODEL=(--model vllm --model_args "pretrained=$MODEL,dtype=$EVAL_DTYPE,seed=$EVAL_SEED") ;;
-  local-completions)
-    LM_MODEL=(--model local-completions --model_args
-      "model=${EVAL_SERVED_MODEL:-$MODEL},base_url=${EVAL_BASE_URL%/}/completions,tokenizer=$MODEL,tokenized_requests=False") ;;
-  *) die "EVAL_BACKEND=$EVAL_BACKEND: use hf, vllm or local-completions" ;;
-esac
 EXTRA=()
-[[ -n "${EVAL_LIMIT:-}" ]] && EXTRA+=(--limit "$EVAL_LIMIT")
 [[ "${EVAL_CHAT_TEMPLATE:-0}" == 1 ]] && EXTRA+=(--apply_chat_template --fewshot_as_multiturn)
 read -r -a USER_EXTRA <<<"${LM_EVAL_EXTRA_ARGS:-}"
 for BENCH in $BENCHMARKS; do
-  case "$BENCH" in mmlu) SHOTS=0 ;; gsm8k | hendrycks_math) SHOTS=5 ;; *) die "unknown benchmark $BENCH" ;; esac
-  if [[ "${EVAL_FORCE:-0}" != 1 ]] && compgen -G "$OUT/lm_eval/$BENCH/*/results_*.json" >/dev/null; then
-    log "$BENCH: results exist, kept (EVAL_FORCE=1 reruns)"
-    continue
+  BENCH_DIR="$OUT/lm_eval/$BENCH"
+  run_step "lm_eval_args_$BENCH" "bad lm-eval settings for $BENCH" \
+    "$PYTHON" -m mos_nemo.evaluation.lm_eval_command "$BENCH" "$MODEL" "$BENCH_DIR"
+  mapfile -t LM_ARGS <"$BENCH_DIR/lm_eval_args.txt"
+  if [[ "${EVAL_FORCE:-0}" != 1 ]]; then
+    if WHY="$("$PYTHON" -m mos_nemo.evaluation.run_steps lm-results-match "$BENCH_DIR" "$BENCH_DIR/expected_settings.json")"; then
+      log "$BENCH: results with the same model, model args, limit and n-shot exist, kept (EVAL_FORCE=1 reruns)"
+      continue
+    fi
+    log "$BENCH: not reusing earlier results ($WHY)"
   fi
-  log "$BENCH: lm-eval $SHOTS-shot ($EVAL_BACKEND)"
+  log "$BENCH: lm-eval ($EVAL_BACKEND${EVAL_LIMIT:+, limit $EVAL_LIMIT})"
   run_step "lm_eval_$BENCH" "lm-eval failed on $BENCH" \
-    "$PYTHON" -m lm_eval "${LM_MODEL[@]}" --tasks "$BENCH" --num_fewshot "$SHOTS" \
-    --batch_size "$EVAL_BATCH_SIZE" --seed "$EVAL_SEED" --output_path "$OUT/lm_eval/$BENCH" --log_samples \
-    "${INCLUDE_ARGS[@]}" "${EXTRA[@]}" "${USER_EXTRA[@]}"
+    "$PYTHON" -m lm_eval "${LM_ARGS[@]}" "${INCLUDE_ARGS[@]}" "${EXTRA[@]}" "${USER_EXTRA[@]}"
 done
 
 # 4. MT-bench: answers with the model's chat template, then FastChat single-answer grading.
@@ -147,14 +153,16 @@ if [[ "$MTBENCH" == 1 ]]; then
     --questions "$QUESTIONS" --out "$ANSWERS" --backend "$MTBENCH_BACKEND" ${EVAL_BASE_URL:+--base-url "$EVAL_BASE_URL"} \
     --served-model "${EVAL_SERVED_MODEL:-$MODEL}" --dtype "$EVAL_DTYPE" \
     --max-new-tokens "${MTBENCH_MAX_NEW_TOKENS:-1024}" --seed "$EVAL_SEED"
-  if "$PYTHON" -m mos_nemo.evaluation.run_steps judgments-complete "$OUT" "$JUDGE_MODEL" "$MODEL_ID"; then
+  TODO="$OUT/mtbench/judgments_todo.json"
+  if TODO_COUNT="$("$PYTHON" -m mos_nemo.evaluation.run_steps judgments-todo "$OUT" "$JUDGE_MODEL" "$MODEL_ID" "$TODO")"; then
     log "MT-bench: all judgments present, not regraded"
   else
-    log "MT-bench: grading with FastChat llm_judge (judge $JUDGE_MODEL at $OPENAI_API_BASE)"
-    # gen_judgment reads data/ relative to its working directory and waits for Enter before grading.
-    run_step gen_judgment "FastChat gen_judgment failed" bash -c 'cd "$1" && shift && echo | "$@"' _ "$OUT/mtbench" \
-      "$JUDGE_VENV/bin/python" -m fastchat.llm_judge.gen_judgment --mode single --model-list "$MODEL_ID" \
-      --judge-model "$JUDGE_MODEL" --parallel "${JUDGE_PARALLEL:-1}"
+    log "MT-bench: $TODO_COUNT with FastChat llm_judge (judge $JUDGE_MODEL at $OPENAI_API_BASE)"
+    # FastChat's single-answer matches and judges, only for the pairs not yet validly graded; it reads
+    # data/ relative to its working directory.
+    run_step gen_judgment "FastChat grading failed" bash -c 'cd "$1" && shift && "$@"' _ "$OUT/mtbench" \
+      "$JUDGE_VENV/bin/python" "$HERE/judge_missing.py" --model "$MODEL_ID" --judge-model "$JUDGE_MODEL" \
+      --todo "$TODO" --parallel "${JUDGE_PARALLEL:-1}"
   fi
 fi
 
@@ -164,7 +172,8 @@ fi
   "dtype=$EVAL_DTYPE" "seed=$EVAL_SEED" "device=$EVAL_DEVICE" "limit=${EVAL_LIMIT:-}" \
   "data_dir=${EVAL_DATA_DIR:-hub}" "chat_template=${EVAL_CHAT_TEMPLATE:-0}" "benchmarks=$BENCHMARKS" \
   "mtbench=$MTBENCH" "mtbench_backend=$MTBENCH_BACKEND" "judge_model=$JUDGE_MODEL" \
-  "judge_api_base=${OPENAI_API_BASE:-}" "mtbench_max_new_tokens=${MTBENCH_MAX_NEW_TOKENS:-1024}"
+  "judge_api_base=${OPENAI_API_BASE:-}" "mtbench_max_new_tokens=${MTBENCH_MAX_NEW_TOKENS:-1024}" \
+  "num_fewshot=${NUM_FEWSHOT:-}"
 run_step aggregate "aggregation failed" "$PYTHON" "$HERE/aggregate.py" "$OUT"
 cat "$OUT/summary.md"
 log "wrote $OUT/summary.json and $OUT/summary.md"

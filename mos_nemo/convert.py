@@ -57,7 +57,11 @@ def export_ckpt(ckpt: str, out: str, tp: int, pp: int, dtype_name: str, hf_dir: 
     """Megatron checkpoint -> HF folder (config.json, model.safetensors, tokenizer files).
 
     ``hf_dir`` (optional) supplies config and tokenizer, needed for training checkpoints, which hold neither.
+    A tokenizer without a chat template gets the plain template training used for it (engine/hf/chat_template.py).
     """
+    import torch.distributed as dist
+
+    from mos_nemo.engine.hf.chat_template import write_training_chat_template
     from mos_nemo.engine.hf.weights import export_hf
     from mos_nemo.engine.model.gpt import load_hf_config
     from mos_nemo.engine.hf.model_checkpoint import (checkpoint_tokenizer_dir, load_checkpoint_hf_config,
@@ -70,6 +74,8 @@ def export_ckpt(ckpt: str, out: str, tp: int, pp: int, dtype_name: str, hf_dir: 
         _, model = _build(hf_config, tp, pp, _params_dtype(dtype_name))
         load_mcore_checkpoint(model, ckpt)
         export_hf(model, hf_config, out, tokenizer_dir=tokenizer_dir)
+        if tokenizer_dir is not None and dist.get_rank() == 0:
+            write_training_chat_template(out)
     finally:
         destroy_parallel()
 

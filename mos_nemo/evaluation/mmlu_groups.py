@@ -1,7 +1,10 @@
 """The paper's three MMLU subject groups (paper Table 7; SPEC.md "Evaluation").
 
-lm-eval's own four categories (stem, humanities, ...) are not the paper's groups, so group accuracies
-are recomputed from per-subject accuracies weighted by each subject's sample count.
+lm-eval's own four categories (stem, humanities, ...) are not the paper's groups, so group accuracies are
+recomputed from per-subject accuracies. The paper's mu_MU and group accuracies are PLAIN means over
+subjects (every row of paper Table 1 satisfies mu_MU = (5 Math + 9 Med. + 43 Others) / 57 to 0.01);
+lm-eval's `mmlu` group figure weights subjects by sample count, which moves mu_MU by 0.1-0.4 points. Both
+are computed; the tables report the plain mean.
 """
 
 from __future__ import annotations
@@ -51,6 +54,20 @@ def group_of(subject: str) -> str:
             "(lm-eval task names are mmlu_<subject>)"
         )
     return _GROUP_OF[subject]
+
+
+def plain_accuracy(per_subject: dict[str, tuple[float, int]], subjects,
+                   stderrs: dict[str, float | None] | None = None) -> tuple[float, int, float | None]:
+    """Plain mean of the accuracies of `subjects` present in `per_subject` (paper Table 1: mu_MU and
+    the groups), with the number of subjects and the mean's standard error sqrt(sum se_i^2) / k
+    (subjects are independent samples; None if any se_i is unknown). (nan, 0, None) if none is present."""
+    present = [s for s in subjects if s in per_subject]
+    if not present:
+        return float("nan"), 0, None
+    mean = sum(per_subject[s][0] for s in present) / len(present)
+    errors = [(stderrs or {}).get(s) for s in present]
+    stderr = None if any(e is None for e in errors) else sum(e * e for e in errors) ** 0.5 / len(present)
+    return mean, len(present), stderr
 
 
 def weighted_accuracy(per_subject: dict[str, tuple[float, int]], subjects) -> tuple[float, int]:

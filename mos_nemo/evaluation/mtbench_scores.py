@@ -81,9 +81,29 @@ def check_complete(scores: MTBenchScores, judgment_file: Path) -> None:
         )
 
 
+def pairs_to_grade(judgment_file: Path, model: str, questions: list[dict]) -> list[tuple[int, int]]:
+    """The (question_id, turn) pairs whose newest judgment is missing or failed (score -1)."""
+    latest = latest_judgments(read_jsonl(Path(judgment_file)), model) if Path(judgment_file).is_file() else {}
+    expected = [(q["question_id"], turn) for q in questions for turn in range(1, len(q["turns"]) + 1)]
+    return [key for key in expected if key not in latest or latest[key]["score"] == -1]
+
+
 def is_complete(judgment_file: Path, model: str, questions: list[dict]) -> bool:
     """True if every (question, turn) already has a valid newest judgment: then no regrading is needed."""
     if not Path(judgment_file).is_file():
         return False
     scores = score_judgments(judgment_file, model, questions)
     return not scores.n_failed and not scores.missing
+
+
+def category_scores(judgment_file: Path, model: str, questions: list[dict]) -> dict[str, dict]:
+    """{category: {"score": mean over both turns, "turn1", "turn2", "n"}} over the newest valid gradings
+    (FastChat's eight categories: writing, roleplay, reasoning, math, coding, extraction, stem, humanities)."""
+    latest = latest_judgments(read_jsonl(Path(judgment_file)), model)
+    category = {q["question_id"]: q.get("category", "unknown") for q in questions}
+    by_category: dict[str, dict[int, list[float]]] = {}
+    for (qid, turn), row in latest.items():
+        if qid in category and row["score"] != -1:
+            by_category.setdefault(category[qid], {1: [], 2: []}).setdefault(turn, []).append(float(row["score"]))
+    return {name: {"score": _mean(turns[1] + turns[2]), "turn1": _mean(turns[1]), "turn2": _mean(turns[2]),
+                   "n": len(turns[1]) + len(turns[2])} for name, turns in sorted(by_category.items())}  # fmt: skip

@@ -1,14 +1,17 @@
 """The numbers of paper Tables 1 and 4 for one evaluation folder (the OUT of eval/run_all.sh).
 
-Table 1: mu_MU = MMLU 0-shot accuracy over all subjects, and Math / Med. / Others over the subjects of each
-group of paper Table 7, all weighted by per-subject sample counts (so mu_MU equals lm-eval's `mmlu` group
-accuracy); mu_MB, Turn 1, Turn 2 from MT-bench; mu_BOTH = (mu_MU + 10 * mu_MB) / 2 (paper Section 4.1,
-MT-bench upscaled to 1-100). Table 4: GSM8K 5-shot, MATH 5-shot (hendrycks_math, weighted by subtask
-size), M-math = the MMLU Mathematics group, mu_ALL = their mean. Accuracies are in percent. A number whose
-inputs were not evaluated is None, and so is every average built on it.
+Table 1: mu_MU = MMLU 0-shot accuracy, the PLAIN mean of the per-subject accuracies, and Math / Med. /
+Others the plain means over the subjects of each group of paper Table 7 (as the paper computes them:
+mu_MU = (5 Math + 9 Med. + 43 Others) / 57; the sample-weighted figures, lm-eval's `mmlu` group
+convention, are kept as extra fields); mu_MB, Turn 1, Turn 2 from MT-bench; mu_BOTH = (mu_MU + 10 * mu_MB)
+/ 2 (paper Section 4.1, MT-bench upscaled to 1-100). Table 4: GSM8K 5-shot, MATH 5-shot (hendrycks_math,
+weighted by subtask size, i.e. over all problems), M-math = the MMLU Mathematics group (plain mean),
+mu_ALL = their mean. Accuracies are in percent, each with lm-eval's standard error. A number whose inputs
+were not evaluated is None, and so is every average built on it. Results made with --limit on a subset
+are marked partial. Any other lm-eval task in OUT/lm_eval/ is reported with its main metric.
 
-Layout read: OUT/lm_eval/{mmlu,gsm8k,hendrycks_math}/**/results_*.json, OUT/mtbench/data/mt_bench/
-(question.jsonl, model_judgment/<judge>_single.jsonl) and OUT/run_config.json (written by run_all.sh).
+Layout read: OUT/lm_eval/<benchmark>/**/results_*.json, OUT/mtbench/data/mt_bench/ (question.jsonl,
+model_judgment/<judge>_single.jsonl) and OUT/run_config.json (written by run_all.sh).
 """
 
 from __future__ import annotations
@@ -18,9 +21,11 @@ import math
 from pathlib import Path
 
 from mos_nemo.evaluation import lm_results
-from mos_nemo.evaluation.mmlu_groups import ALL_SUBJECTS, GROUPS, weighted_accuracy
+from mos_nemo.evaluation.mmlu_groups import ALL_SUBJECTS, GROUPS, plain_accuracy, weighted_accuracy
 from mos_nemo.evaluation.mtbench_data import LICENSE_NOTE, read_jsonl
-from mos_nemo.evaluation.mtbench_scores import score_judgments
+from mos_nemo.errors import MosDataError
+from mos_nemo.evaluation.mmlu_groups import group_of
+from mos_nemo.evaluation.mtbench_scores import category_scores, score_judgments
 
 TABLE1_COLUMNS = ["mu_BOTH", "mu_MU", "Math", "Med.", "Others", "mu_MB", "Turn 1", "Turn 2"]
 TABLE4_COLUMNS = ["mu_ALL", "GSM8K", "MATH", "M-math"]
@@ -42,24 +47,32 @@ def _mean_or_none(values: list[float | None]) -> float | None:
 
 
 def mmlu_section(results: dict | None) -> dict:
-    """Per-subject accuracies and the paper's groups, weighted by sample counts."""
+    """Per-subject accuracies and the paper's groups: plain means over subjects (and sample-weighted)."""
     if results is None:
         return {"evaluated": False}
     per_subject = lm_results.subtask_metrics(results, "mmlu_", "acc")
+    stderrs = lm_results.subtask_stderrs(results, "mmlu_", "acc")
     groups = {}
     for name, subjects in GROUPS.items():
-        acc, n = weighted_accuracy(per_subject, subjects)
-        groups[name] = {"acc": _pct(acc), "n": n, "subjects": sum(s in per_subject for s in subjects)}
-    overall, n_all = weighted_accuracy(per_subject, ALL_SUBJECTS)
+        acc, k, stderr = plain_accuracy(per_subject, subjects, stderrs)
+        weighted, n = weighted_accuracy(per_subject, subjects)
+        groups[name] = {"acc": _pct(acc), "stderr": _pct(stderr), "acc_sample_weighted": _pct(weighted),
+                        "n": n, "subjects": k}  # fmt: skip
+    overall, _, overall_stderr = plain_accuracy(per_subject, ALL_SUBJECTS, stderrs)
+    weighted_all, n_all = weighted_accuracy(per_subject, ALL_SUBJECTS)
     lm_eval_overall = results["results"].get("mmlu", {}).get("acc,none")
     return {
         "evaluated": True,
         "overall": _pct(overall),
+        "stderr": _pct(overall_stderr),
+        "overall_sample_weighted": _pct(weighted_all),
         "n": n_all,
         "lm_eval_group_acc": _pct(lm_eval_overall),
         "groups": groups,
         "complete": len(per_subject) == len(ALL_SUBJECTS),
-        "per_subject": {s: {"acc": _pct(acc), "n": n} for s, (acc, n) in sorted(per_subject.items())},
+        "partial": lm_results.is_partial(results),
+        "per_subject": {s: {"acc": _pct(acc), "stderr": _pct(stderrs.get(s)), "n": n, "group": group_of(s)}
+                        for s, (acc, n) in sorted(per_subject.items())},  # fmt: skip
         "results_file": results["_path"],
     }
 
@@ -72,9 +85,11 @@ def gsm8k_section(results: dict | None, filter_name: str) -> dict:
     return {
         "evaluated": True,
         "exact_match": _pct(scores[filter_name][0]),
+        "stderr": _pct(lm_results.task_stderr(results, "gsm8k", "exact_match", filter_name)),
         "filter": filter_name,
         "by_filter": {f: _pct(v) for f, (v, _) in scores.items()},
         "n": scores[filter_name][1],
+        "partial": lm_results.is_partial(results),
         "results_file": results["_path"],
     }
 
@@ -83,12 +98,45 @@ def math_section(results: dict | None) -> dict:
     if results is None:
         return {"evaluated": False}
     per_subtask = lm_results.subtask_metrics(results, "hendrycks_math_", "exact_match")
+    stderrs = lm_results.subtask_stderrs(results, "hendrycks_math_", "exact_match")
     acc, n = weighted_accuracy(per_subtask, list(per_subtask))
+    # standard error of the size-weighted mean of independent subtasks: sqrt(sum (n_i / n)^2 se_i^2)
+    known = all(stderrs.get(t) is not None for t in per_subtask) and n > 0
+    stderr = sum((k / n * stderrs[t]) ** 2 for t, (_, k) in per_subtask.items()) ** 0.5 if known else None
     return {
         "evaluated": True,
         "exact_match": _pct(acc),
+        "stderr": _pct(stderr),
         "n": n,
+        "partial": lm_results.is_partial(results),
         "per_subtask": {t: {"exact_match": _pct(v), "n": k} for t, (v, k) in sorted(per_subtask.items())},
+        "results_file": results["_path"],
+    }
+
+
+_NOT_FRACTIONS = ("perplexity", "word_perplexity", "byte_perplexity", "bits_per_byte")
+
+
+def task_section(results: dict | None, bench: str) -> dict:
+    """Any other lm-eval task or group: its main metric (lm_results.main_metric) with its stderr."""
+    if results is None:
+        return {"evaluated": False}
+    chosen = lm_results.main_metric(results, bench)
+    if chosen is None:
+        raise MosDataError(f"{results['_path']}: no metric recorded for task {bench!r}")
+    metric, filter_name = chosen
+    value = float(results["results"][bench][f"{metric},{filter_name}"])
+    stderr = lm_results.task_stderr(results, bench, metric, filter_name)
+    scale = 1.0 if metric in _NOT_FRACTIONS or not 0.0 <= value <= 1.0 else 100.0
+    counts = results.get("n-samples", {})
+    return {
+        "evaluated": True,
+        "metric": f"{metric},{filter_name}",
+        "value": scale * value,
+        "stderr": None if stderr is None else scale * stderr,
+        "percent": scale == 100.0,
+        "n": sum(int(c.get("effective", 0)) for c in counts.values()),
+        "partial": lm_results.is_partial(results),
         "results_file": results["_path"],
     }
 
@@ -103,7 +151,8 @@ def mtbench_section(out: Path, run_config: dict) -> dict:
     model_id = run_config.get("model_id") or Path(next((bench / "model_answer").glob("*.jsonl"))).stem
     scores = score_judgments(judgment_file, model_id, questions)
     return {"evaluated": True, "judge": judge, "model_id": model_id, "n_questions": len(questions),
-            "judgment_file": str(judgment_file), **scores.to_dict()}  # fmt: skip
+            "judgment_file": str(judgment_file), **scores.to_dict(),
+            "per_category": category_scores(judgment_file, model_id, questions)}  # fmt: skip
 
 
 def summarize(out: Path, gsm8k_filter: str = "strict-match") -> dict:
@@ -111,7 +160,9 @@ def summarize(out: Path, gsm8k_filter: str = "strict-match") -> dict:
     out = Path(out)
     config_path = out / "run_config.json"
     run_config = json.loads(config_path.read_text()) if config_path.is_file() else {}
-    lm = {name: lm_results.load_results(out / "lm_eval" / name) for name in ("mmlu", "gsm8k", "hendrycks_math")}
+    paper = ("mmlu", "gsm8k", "hendrycks_math")
+    others = sorted(p.name for p in (out / "lm_eval").glob("*") if p.is_dir() and p.name not in paper)
+    lm = {name: lm_results.load_results(out / "lm_eval" / name) for name in (*paper, *others)}
     mmlu, gsm8k = mmlu_section(lm["mmlu"]), gsm8k_section(lm["gsm8k"], gsm8k_filter)
     maths = math_section(lm["hendrycks_math"])
     mt = mtbench_section(out, run_config)
@@ -139,6 +190,12 @@ def summarize(out: Path, gsm8k_filter: str = "strict-match") -> dict:
         "gsm8k": gsm8k,
         "math": maths,
         "mtbench": mt,
+        "other_benchmarks": {name: task_section(lm[name], name) for name in others if lm[name] is not None},
+        "stderr": {"mu_MU": mmlu.get("stderr"), "Math": group.get("math", {}).get("stderr"),
+                   "Med.": group.get("med", {}).get("stderr"), "Others": group.get("others", {}).get("stderr"),
+                   "GSM8K": gsm8k.get("stderr"), "MATH": maths.get("stderr"),
+                   "M-math": group.get("math", {}).get("stderr")},
+        "partial": sorted(name for name, r in lm.items() if r is not None and lm_results.is_partial(r)),
         "run_config": run_config,
         "lm_eval_settings": settings,
         "data_licenses": DATA_LICENSES,

@@ -13,10 +13,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 RUN_ALL = REPO / "eval" / "run_all.sh"
 
+# ChatML, as Qwen1.5 has: a turn ends with <|im_end|>, which is NOT the tokenizer's eos (</s>).
 CHAT_TEMPLATE = (
-    "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}<|end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
+# What the scripted fixture model answers to every turn before it emits <|im_end|>, and what it writes
+# after <|im_end|> (an invented continuation that must never reach the answers).
+SCRIPTED_REPLY = ("Tom", " has")
+SCRIPTED_AFTER_TURN = " apples"
 
 # Per split, the rows of each fixture config. Counts differ on purpose, so that weighting by sample
 # counts and plain averaging of accuracies give different numbers.
@@ -30,12 +35,13 @@ GSM8K_TEST_ROWS = 3
 MATH_TEST_ROWS = {"algebra": 2, "geometry": 1}
 
 
-def build_tokenizer(out_dir: Path, corpus: list[str]):
-    """A byte-level BPE tokenizer trained on `corpus`, saved as a transformers fast tokenizer."""
+def build_tokenizer(out_dir: Path, corpus: list[str], chat_template: str | None = CHAT_TEMPLATE):
+    """A byte-level BPE tokenizer trained on `corpus`, saved as a transformers fast tokenizer; without
+    `chat_template` it is a base model's tokenizer (training then uses the plain template)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    specials = ["<unk>", "<s>", "</s>", "<pad>", "<|user|>", "<|assistant|>", "<|system|>", "<|end|>"]
+    specials = ["<unk>", "<s>", "</s>", "<pad>", "<|im_start|>", "<|im_end|>"]
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -44,15 +50,52 @@ def build_tokenizer(out_dir: Path, corpus: list[str]):
     )
     tok.train_from_iterator(corpus, trainer=trainer)
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>"
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>",
+        additional_special_tokens=["<|im_start|>", "<|im_end|>"],
     )
-    fast.chat_template = CHAT_TEMPLATE
+    if chat_template:
+        fast.chat_template = chat_template
     fast.save_pretrained(out_dir)
     return fast
 
 
-def build_tiny_llama(out_dir: Path, corpus: list[str], seed: int = 0) -> Path:
-    """A 2-layer random Llama with the fixture tokenizer, saved as an HF folder (safetensors)."""
+def _single_token(tok, text: str) -> int:
+    ids = tok(text, add_special_tokens=False).input_ids
+    assert len(ids) == 1, f"fixture corpus must make {text!r} one token, got {ids}"
+    return ids[0]
+
+
+def script_turn_end(model, tok) -> None:
+    """Make greedy decoding deterministic and independent of the context: every layer's output projections
+    are zeroed, so the last position's hidden state is its token's embedding, and the embeddings and
+    lm_head rows of a few tokens are set so that the next token is a fixed function of the current one:
+        end of generation prompt -> Tom -> " has" -> <|im_end|> -> " apples" -> " apples" -> ...
+    So the reply to every turn is "Tom has" followed by the end-of-turn token <|im_end|>, which is not
+    eos: a generator that stops only at eos writes " apples" until the token limit."""
+    import torch
+
+    prompt_end = tok.apply_chat_template([{"role": "user", "content": "x"}], add_generation_prompt=True)
+    if not isinstance(prompt_end, list):
+        prompt_end = prompt_end["input_ids"]
+    chain = [prompt_end[-1], *(_single_token(tok, t) for t in SCRIPTED_REPLY),
+             tok.convert_tokens_to_ids("<|im_end|>"), _single_token(tok, SCRIPTED_AFTER_TURN)]
+    chain.append(chain[-1])  # " apples" -> " apples"
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+        embed, head = model.model.embed_tokens.weight, model.lm_head.weight  # [v, h], [v, h]
+        for k, (current, following) in enumerate(zip(chain[:-1], chain[1:])):
+            embed[current] = 0.0
+            embed[current, k] = 1.0  # one direction of the hidden space per chain token
+            head[following, k] = 10.0  # logit ~ 10 * sqrt(h) for the follower, ~0.1 for every other token
+
+
+def build_tiny_llama(out_dir: Path, corpus: list[str], seed: int = 0, scripted: bool = True) -> Path:
+    """A 2-layer random Llama with the fixture tokenizer (ChatML, <|im_end|> != eos), saved as an HF
+    folder (safetensors); `scripted` makes its replies "Tom has<|im_end|> apples apples ..." (see
+    script_turn_end). Nothing tells generation about <|im_end|>: the eos of config and generation config is
+    the tokenizer's </s>, as in a base model's folder."""
     from mos_nemo.engine.hf.tiny import tiny_hf_config, tiny_hf_model
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -63,7 +106,8 @@ def build_tiny_llama(out_dir: Path, corpus: list[str], seed: int = 0) -> Path:
         pad_token_id=tok.pad_token_id,
     )
     model = tiny_hf_model(config, seed)
-    model.generation_config.eos_token_id = tok.convert_tokens_to_ids("<|end|>")
+    if scripted:
+        script_turn_end(model, tok)
     model.save_pretrained(out_dir)
     return out_dir
 
@@ -139,6 +183,7 @@ def corpus_for_tokenizer() -> list[str]:
         "Compose an engaging travel blog post about a recent trip to Hawaii.",
         "Write a persuasive email to convince your introverted friend to volunteer.",
         "Solve the equation for x and explain each step of the reasoning.",
+        "Tom has apples. Tom has more apples.",
     ]
     return lines * 20 + [json.dumps({"k": i}) for i in range(50)]
 

@@ -33,6 +33,12 @@ def test_paper_groups_partition_lm_evals_mmlu_subjects():
         mmlu_groups.group_of("astrology")
 
 
+def test_plain_accuracy_is_the_mean_over_subjects():
+    acc, k, stderr = mmlu_groups.plain_accuracy({"a": (0.5, 2), "b": (1.0, 6), "c": (0.0, 9)}, ["a", "b", "missing"],
+                                                {"a": 0.3, "b": 0.4})  # fmt: skip
+    assert (acc, k) == (pytest.approx(0.75), 2) and stderr == pytest.approx((0.09 + 0.16) ** 0.5 / 2)
+
+
 def test_weighted_accuracy_weights_by_sample_count():
     acc, n = mmlu_groups.weighted_accuracy({"a": (0.5, 2), "b": (1.0, 6), "c": (0.0, 9)}, ["a", "b", "missing"])
     assert (acc, n) == (pytest.approx((1 + 6) / 8), 8)
@@ -93,13 +99,15 @@ def test_summary_numbers_match_hand_computation(tmp_path):
 
     summary = summarize(out)
     t1, t4 = summary["table1"], summary["table4"]
-    assert t1["Math"] == pytest.approx(100 * 2 / 6)  # (0.5*4 + 0*2) / 6
+    assert t1["Math"] == pytest.approx(100 * (0.5 + 0.0) / 2)  # plain mean over subjects, as the paper
+    assert summary["mmlu"]["groups"]["math"]["acc_sample_weighted"] == pytest.approx(100 * 2 / 6)  # (0.5*4 + 0*2) / 6
     assert t1["Med."] == pytest.approx(25.0) and t1["Others"] == pytest.approx(100.0)
-    assert t1["mu_MU"] == pytest.approx(100 * (2 + 0 + 2 + 2) / 16)
+    assert t1["mu_MU"] == pytest.approx(100 * (0.5 + 0.0 + 0.25 + 1.0) / 4)
+    assert summary["mmlu"]["overall_sample_weighted"] == pytest.approx(100 * (2 + 0 + 2 + 2) / 16)
     assert (t1["Turn 1"], t1["Turn 2"], t1["mu_MB"]) == (6.0, 3.0, 4.5)
-    assert t1["mu_BOTH"] == pytest.approx((100 * 6 / 16 + 45) / 2)
+    assert t1["mu_BOTH"] == pytest.approx((43.75 + 45) / 2)
     assert t4["GSM8K"] == pytest.approx(40.0) and t4["MATH"] == pytest.approx(100 * 3 / 15)
-    assert t4["mu_ALL"] == pytest.approx((40 + 20 + 100 * 2 / 6) / 3)
+    assert t4["mu_ALL"] == pytest.approx((40 + 20 + 25) / 3)
     assert summary["gsm8k"]["by_filter"]["flexible-extract"] == pytest.approx(60.0)
     assert summarize(out, "flexible-extract")["table4"]["GSM8K"] == pytest.approx(60.0)
     assert not summary["mmlu"]["complete"]
@@ -150,7 +158,7 @@ def test_response_ppl_counts_only_assistant_tokens(tiny_model):
     expected = []
     for conv in convs:
         prompt = tok.apply_chat_template(conv[:1], tokenize=False, add_generation_prompt=True)
-        reply = conv[1]["content"] + "<|end|>"
+        reply = conv[1]["content"] + "<|im_end|>"
         p_ids, r_ids = tok(prompt, add_special_tokens=False).input_ids, tok(reply, add_special_tokens=False).input_ids
         ids = torch.tensor([p_ids + r_ids + tok("\n", add_special_tokens=False).input_ids])
         with torch.no_grad():
