@@ -1,6 +1,7 @@
-"""The real entry point under torchrun over gloo: TP=2 and DP=2 train the tiny recipe, their step-1 loss equals
-the single-process loss within 1e-5, the loss goes down, and a TP=2 export loads in transformers and generates.
-Also: SIGTERM finishes the step, saves a checkpoint and exits 0."""
+"""The real entry point, alone and under torchrun over gloo: the single-process run matches the golden losses
+(within 1e-4), TP=2 (torchrun), DP=2 and PP=2 match its step-1 loss within 1e-5, the loss goes down, and a
+TP=2 export loads in transformers and generates. Also: SIGTERM finishes the step, saves a checkpoint and
+exits 0. DP=2, PP=2 and the TP=2 resume train one after the other in one two-process group."""
 
 import math
 import os
@@ -14,26 +15,27 @@ import pytest
 import torch
 
 from mos_nemo.logs import read_jsonl
-
-ROOT = Path(__file__).resolve().parents[2]
-TORCHRUN = str(Path(sys.executable).with_name("torchrun"))
-STEPS = 12
-
-
-def _launch(run_dir: Path, nproc: int, *overrides: str, timeout: int = 240) -> list[dict]:
-    command = [TORCHRUN, "--nproc-per-node", str(nproc), "--standalone", "mos_nemo/train.py",
-               "--config-name", "tiny_cpu", f"run.dir={run_dir}", f"train.max_steps={STEPS}", *overrides]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
-    return read_jsonl(run_dir / "train.jsonl")
+from tests.distributed import ROOT, launch_training, train_in_one_group
+from tests.integration.golden import STEPS, TOLERANCE, load_golden
 
 
 @pytest.fixture(scope="module")
 def single(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("tp1")
-    records = _launch(run_dir, 1)
+    launch_training(run_dir, f"train.max_steps={STEPS}")
+    records = read_jsonl(run_dir / "train.jsonl")
     records[0]["_run_dir"] = str(run_dir)
     return records
+
+
+@pytest.fixture(scope="module")
+def two_process_runs(single, tmp_path_factory):
+    """dp2, pp2 and a TP=2 resume of the single run's step-10 checkpoint, in one process group."""
+    root = tmp_path_factory.mktemp("two")
+    checkpoint = Path(single[0]["_run_dir"]) / "checkpoints" / "step_0000010"
+    layouts = {"dp2": [], "pp2": ["parallel.pp=2"], "resumed_tp2": ["parallel.tp=2", f"checkpoint.resume={checkpoint}"]}
+    train_in_one_group([(root / name, [f"train.max_steps={STEPS}", *extra]) for name, extra in layouts.items()], 2)
+    return {name: read_jsonl(root / name / "train.jsonl") for name in layouts}
 
 
 def _goes_down(records: list[dict]) -> bool:
@@ -42,9 +44,20 @@ def _goes_down(records: list[dict]) -> bool:
 
 
 @pytest.mark.slow
+def test_single_process_matches_the_golden_losses(single):
+    golden = load_golden()["losses"]
+    assert golden["train.max_steps"] == STEPS
+    for step, expected in enumerate(golden["first"], 1):
+        assert abs(single[step - 1]["loss"] - expected) < TOLERANCE, f"step {step}"
+    assert all(record["update_applied"] for record in single)
+
+
+@pytest.mark.slow
 @pytest.mark.distributed
 def test_tensor_parallel_matches_single_process_and_exports(single, tmp_path):
-    tp2 = _launch(tmp_path / "tp2", 2, "parallel.tp=2", "checkpoint.export_hf=true")
+    launch_training(tmp_path / "tp2", f"train.max_steps={STEPS}", "parallel.tp=2", "checkpoint.export_hf=true",
+                    nproc=2)
+    tp2 = read_jsonl(tmp_path / "tp2" / "train.jsonl")
     assert [r["dataset"] for r in tp2] == [r["dataset"] for r in single]
     assert abs(tp2[0]["loss"] - single[0]["loss"]) < 1e-5
     assert _goes_down(tp2) and _goes_down(single)
@@ -69,8 +82,8 @@ def test_tensor_parallel_matches_single_process_and_exports(single, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.distributed
-def test_data_parallel_matches_single_process(single, tmp_path):
-    dp2 = _launch(tmp_path / "dp2", 2)
+def test_data_parallel_matches_single_process(single, two_process_runs):
+    dp2 = two_process_runs["dp2"]
     assert [r["dataset"] for r in dp2] == [r["dataset"] for r in single]
     assert [r["tokens"] for r in dp2] == [r["tokens"] for r in single]
     assert abs(dp2[0]["loss"] - single[0]["loss"]) < 1e-5
@@ -108,8 +121,8 @@ def test_sigterm_finishes_the_step_saves_and_exits_zero(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.distributed
-def test_pipeline_parallel_matches_single_process(single, tmp_path):
-    pp2 = _launch(tmp_path / "pp2", 2, "parallel.pp=2")
+def test_pipeline_parallel_matches_single_process(single, two_process_runs):
+    pp2 = two_process_runs["pp2"]
     assert [r["dataset"] for r in pp2] == [r["dataset"] for r in single]
     assert abs(pp2[0]["loss"] - single[0]["loss"]) < 1e-5
     assert _goes_down(pp2)
@@ -117,10 +130,9 @@ def test_pipeline_parallel_matches_single_process(single, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.distributed
-def test_resume_with_another_layout_reshards(single, tmp_path):
+def test_resume_with_another_layout_reshards(single, two_process_runs):
     """A TP=1 checkpoint (model and distributed-optimizer state) resumed at TP=2 continues the same run."""
-    checkpoint = Path(single[0]["_run_dir"]) / "checkpoints" / "step_0000010"
-    resumed = _launch(tmp_path / "tp2", 2, "parallel.tp=2", f"checkpoint.resume={checkpoint}")
+    resumed = two_process_runs["resumed_tp2"]
     assert [r["step"] for r in resumed] == [11, 12]
     for mine, theirs in zip(resumed, single[10:]):
         assert mine["dataset"] == theirs["dataset"]
