@@ -60,7 +60,7 @@ def write_bar_chart(summaries: list[dict], table: int, path: Path) -> None:
     axes.set_xticks(range(len(columns)), labels)
     axes.set_ylabel("score (%; MT-bench ×10)")
     axes.set_title(f"Paper Table {table} layout")
-    axes.legend(fontsize="small")
+    axes.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))  # beside the bars, not on them
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
