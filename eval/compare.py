@@ -1,8 +1,9 @@
 #!/usr/bin/env python
 """Print several evaluation runs side by side in the layout of paper Table 1 (or Table 4), best value of
-each column in bold and the second best underlined, as in the paper.
+each column in bold and the second best underlined, as in the paper; optionally write every number of
+both tables (with standard errors) as CSV and a bar chart of the runs as PNG.
 
-Usage: eval/compare.py OUT1 OUT2 ... [--table 1|4] [--names NAME ...]
+Usage: eval/compare.py OUT1 OUT2 ... [--table 1|4] [--names NAME ...] [--csv FILE] [--png FILE]
 Each OUT is a folder with a summary.json from eval/run_all.sh or eval/aggregate.py.
 """
 
@@ -13,6 +14,7 @@ import sys
 from pathlib import Path
 
 from mos_nemo.errors import MosError
+from mos_nemo.evaluation.comparison import write_bar_chart, write_csv
 from mos_nemo.evaluation.tables import load_summary, render
 
 
@@ -21,6 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("runs", type=Path, nargs="+")
     parser.add_argument("--table", type=int, choices=[1, 4], default=1)
     parser.add_argument("--names", nargs="*", help="row labels (default: each summary's name)")
+    parser.add_argument("--csv", type=Path, help="write both tables' numbers and standard errors here")
+    parser.add_argument("--png", type=Path, help="write a bar chart of the --table columns here")
     args = parser.parse_args(argv)
     try:
         summaries = [load_summary(run) for run in args.runs]
@@ -34,6 +38,10 @@ def main(argv: list[str] | None = None) -> int:
         for summary, name in zip(summaries, args.names):
             summary["name"] = name
     print(render(summaries, args.table))
+    if args.csv:
+        write_csv(summaries, args.csv)
+    if args.png:
+        write_bar_chart(summaries, args.table, args.png)
     return 0
 
 

@@ -49,8 +49,8 @@ run_step() {
   local logf="$OUT/logs/$1.log" what="$2" why
   shift 2
   if ! "$@" >"$logf" 2>&1; then
-    why="$(grep -E 'ERROR|Error|error' "$logf" | tail -n 1 | sed -E 's/^[a-z_]+: ERROR: //' | cut -c1-300)"
-    die "$what: ${why:-$(tail -n 1 "$logf" | cut -c1-300)} (log: $logf)"
+    why="$(grep -E 'ERROR|Error|error' "$logf" | tail -n 1 | sed -E 's/^[a-z_]+: ERROR: //' | cut -c1-600)"
+    die "$what: ${why:-$(tail -n 1 "$logf" | cut -c1-600)} (log: $logf)"
   fi
 }
 
@@ -101,7 +101,7 @@ log "evaluating $MODEL"
 # 2. Preflight: fail in seconds, not after hours of benchmarks.
 CHAT_CHECK=()
 [[ "$MTBENCH" == 1 || "${EVAL_CHAT_TEMPLATE:-0}" == 1 ]] && CHAT_CHECK=(--chat)
-run_step preflight_model "model $MODEL does not load" "$PYTHON" -m mos_nemo.evaluation.preflight model "$MODEL" "${CHAT_CHECK[@]}"
+run_step preflight_model "model $MODEL fails preflight" "$PYTHON" -m mos_nemo.evaluation.preflight model "$MODEL" "${CHAT_CHECK[@]}"
 if [[ "$EVAL_BACKEND" == local-completions || "$MTBENCH_BACKEND" == openai ]]; then
   [[ -n "$EVAL_BASE_URL" ]] || die "EVAL_BACKEND=$EVAL_BACKEND / MTBENCH_BACKEND=$MTBENCH_BACKEND needs EVAL_BASE_URL"
   run_step preflight_server "generation server unusable" "$PYTHON" -m mos_nemo.evaluation.preflight server "$EVAL_BASE_URL"

@@ -1,4 +1,4 @@
-"""The paper's three MMLU subject groups (paper Table 7; SPEC.md "Evaluation").
+"""The paper's three MMLU subject groups (paper Table 7; eval/README.md).
 
 lm-eval's own four categories (stem, humanities, ...) are not the paper's groups, so group accuracies are
 recomputed from per-subject accuracies. The paper's mu_MU and group accuracies are PLAIN means over

@@ -66,7 +66,8 @@ def run_hf_source(run_dir: Path, staging: Path) -> Path:
     return staging
 
 
-def _export(ckpt: Path, out: Path, hf_source: Path | None) -> Path:
+def _export(ckpt: Path, out: Path, hf_source=None) -> Path:
+    """Export `ckpt` to OUT/hf_model once; `hf_source()` gives the folder for `convert export --hf`."""
     model = out / "hf_model"
     stamp = model / SOURCE_STAMP
     if (model / "config.json").is_file() and stamp.is_file():
@@ -79,7 +80,7 @@ def _export(ckpt: Path, out: Path, hf_source: Path | None) -> Path:
         )
     command = [sys.executable, "-m", "mos_nemo.convert", "export", "--ckpt", str(ckpt), "--out", str(model)]
     if hf_source is not None:
-        command += ["--hf", str(hf_source)]
+        command += ["--hf", str(hf_source())]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         errors = [line for line in done.stderr.splitlines() if "Error" in line or "ERROR" in line]
@@ -111,7 +112,7 @@ def resolve(path: Path, out: Path) -> Path:
                 f"the model and tokenizer it was trained from are unknown; export it yourself with "
                 f"`python -m mos_nemo.convert export --ckpt {path} --hf HF_DIR --out DIR`"
             )
-        return _export(path, out, run_hf_source(run_dir, out / "hf_source"))
+        return _export(path, out, lambda: run_hf_source(run_dir, out / "hf_source"))
     if (path / "hf_config.json").is_file() and (path / "model").is_dir():
         return _export(path, out, None)
     raise MosCheckpointError(

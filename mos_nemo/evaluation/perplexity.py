@@ -1,7 +1,7 @@
 """Response-only perplexity of a base and a fine-tuned model per dataset (paper Appendix A, Table 5).
 
 Per example, PPL(y|x) = exp(mean NLL over the response tokens only), the quantity of the Diff reward
-(paper Eq. 9; SPEC.md "Rewards"): conversations are rendered and masked by the training data path
+(paper Eq. 9; docs/ and eval/README.md): conversations are rendered and masked by the training data path
 (`mos_nemo.data.tokenize`), so every assistant turn, end-of-turn token included, is a response token.
 Table 5 reports, per dataset, the average of the per-example PPLs under theta_0 (base) and theta
 (fine-tuned) and their ratio Delta = PPL_theta / PPL_theta0 (a ratio of the averages, as the paper's

@@ -67,11 +67,14 @@ def check_model(model_dir: Path, chat: bool = False) -> str:
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
     except (OSError, ValueError, KeyError) as err:
         raise MosCheckpointError(f"{model_dir}: config or tokenizer does not load ({err})") from err
+    if chat and not getattr(tokenizer, "chat_template", None):
+        raise MosCheckpointError(
+            f"{model_dir}: no chat template, which MT-bench needs (MTBENCH=0 skips it); evaluate the training "
+            "checkpoint (its export writes the template used in training) or add chat_template to "
+            "tokenizer_config.json"
+        )
     if chat:
-        try:
-            turn_stops(tokenizer)
-        except MosCheckpointError as err:
-            raise MosCheckpointError(f"{model_dir}: {err} (MT-bench needs it; MTBENCH=0 skips MT-bench)") from err
+        turn_stops(tokenizer)  # raises if the end of an assistant turn cannot be found
     shapes = _weight_shapes(model_dir)
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config)

@@ -24,3 +24,11 @@ def bench_data(tmp_path_factory) -> Path:
     eval_fixtures.build_gsm8k(root / "gsm8k")
     eval_fixtures.build_math(root / "hendrycks_math")
     return root
+
+
+@pytest.fixture(scope="session")
+def training_run(tmp_path_factory) -> Path:
+    """The folder of a real tiny training run (tiny_cpu recipe, 4 steps, checkpoints at steps 2 and 4) of
+    a base model: its tokenizer has no chat template, so training used the plain template."""
+    root = tmp_path_factory.mktemp("eval_training")
+    return eval_fixtures.train_tiny_run(root / "base-tokenizer", root / "run")

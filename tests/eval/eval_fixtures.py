@@ -188,6 +188,21 @@ def corpus_for_tokenizer() -> list[str]:
     return lines * 20 + [json.dumps({"k": i}) for i in range(50)]
 
 
+def train_tiny_run(tokenizer_dir: Path, run_dir: Path) -> Path:
+    """Train the tiny_cpu recipe for 4 steps (checkpoints at 2 and 4) with a base tokenizer that has no
+    chat template, through torchrun as a user would; returns run.dir."""
+    build_tokenizer(tokenizer_dir, corpus_for_tokenizer(), chat_template=None)
+    torchrun = Path(sys.executable).with_name("torchrun")
+    command = [str(torchrun), "--standalone", "--nproc-per-node", "1", str(REPO / "mos_nemo" / "train.py"),
+               "--config-name", "tiny_cpu", f"run.dir={run_dir}", "train.max_steps=4", "checkpoint.every=2",
+               f"model.tokenizer={tokenizer_dir}", f"data.cache_dir={run_dir.parent / 'cache'}"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (run_dir / "checkpoints" / "latest").read_text().strip() == "step_0000004"
+    return run_dir
+
+
 def run_all(ckpt: Path, out: Path, **env_overrides: str) -> subprocess.CompletedProcess:
     """eval/run_all.sh CKPT OUT with the test's environment (judge variables removed unless given)."""
     env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_BASE", "OPENAI_API_KEY")}

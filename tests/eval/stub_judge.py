@@ -17,6 +17,7 @@ class StubJudge:
     def __init__(self, questions: list[dict], ratings: dict[tuple[int, int], float | None], served_name="gpt-4"):
         self.questions, self.ratings, self.served_name = questions, dict(ratings), served_name
         self.requests: list[dict] = []  # (question_id, turn, reference_based) of every grading asked
+        self.chats: list[str] = []  # the model name of every chat request, gradings or not
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -67,6 +68,8 @@ class StubJudge:
 
             def do_POST(self):
                 request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with judge._lock:
+                    judge.chats.append(request.get("model"))
                 if not self.path.endswith("/chat/completions") or request.get("model") != judge.served_name:
                     self._send(404, {"error": {"message": f"no model {request.get('model')!r}", "type": "invalid"}})
                     return

@@ -1,6 +1,8 @@
-"""The whole evaluation pipeline offline on CPU: eval/run_all.sh on a tiny random Llama with MMLU-, GSM8K- and
-MATH-shaped fixtures (real lm_eval), MT-bench answers from HF generate, FastChat's real llm_judge in its own
-virtualenv grading through a stub judge on 127.0.0.1, then the aggregate numbers checked by hand."""
+"""The whole evaluation pipeline offline on CPU: eval/run_all.sh RUN_DIR OUT on the folder of a real tiny
+training run (its latest step_N checkpoint exported with the run's config and base tokenizer, which gets
+the plain chat template training used), MMLU-, GSM8K- and MATH-shaped fixtures (real lm_eval), MT-bench
+answers from HF generate, FastChat's real llm_judge grading through a stub judge on 127.0.0.1, then the
+aggregate numbers checked by hand, and reruns: what is reused, what is recomputed, what is regraded."""
 
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ def judge():
 
 
 @pytest.fixture(scope="module")
-def run(tiny_model, bench_data, judge, tmp_path_factory):
+def run(training_run, bench_data, judge, tmp_path_factory):
     out = tmp_path_factory.mktemp("eval_run") / "out"
     env = {
         "OPENAI_API_BASE": judge.base_url,
@@ -42,9 +44,9 @@ def run(tiny_model, bench_data, judge, tmp_path_factory):
         "MTBENCH_MAX_NEW_TOKENS": "8",
         "LM_EVAL_EXTRA_ARGS": "--gen_kwargs max_gen_toks=16",
     }
-    done = run_all(tiny_model, out, **env)
+    done = run_all(training_run, out, **env)
     assert done.returncode == 0, done.stderr[-3000:]
-    return {"out": out, "env": env, "model": tiny_model}
+    return {"out": out, "env": env, "model": training_run, "stderr": done.stderr}
 
 
 def _samples(out: Path, bench: str) -> dict[str, list[dict]]:
@@ -68,15 +70,22 @@ def test_mmlu_groups_match_hand_computation(run):
             logliks = [float(resp[0]) for resp in row["filtered_resps"]]
             correct[task[len("mmlu_") :]].append(logliks.index(max(logliks)) == int(row["target"]))
     assert set(correct) == set(HAND_GROUPS)
-    table1 = _summary(run["out"])["table1"]
-    for group in ("Math", "Med.", "Others"):
-        hits = [c for subject, cs in correct.items() if HAND_GROUPS[subject] == group for c in cs]
-        assert table1[group] == pytest.approx(100 * sum(hits) / len(hits), abs=1e-9)
+    summary = _summary(run["out"])
+    table1 = summary["table1"]
+    subject_acc = {subject: sum(cs) / len(cs) for subject, cs in correct.items()}
+    for group in ("Math", "Med.", "Others"):  # the paper's plain mean over the group's subjects
+        accs = [acc for subject, acc in subject_acc.items() if HAND_GROUPS[subject] == group]
+        assert table1[group] == pytest.approx(100 * sum(accs) / len(accs), abs=1e-9)
+    assert table1["mu_MU"] == pytest.approx(100 * sum(subject_acc.values()) / 4, abs=1e-9)
     everything = [c for cs in correct.values() for c in cs]
     assert len(everything) == 11
-    assert table1["mu_MU"] == pytest.approx(100 * sum(everything) / 11, abs=1e-9)
-    # weighting by sample counts is what lm-eval's own `mmlu` group does
-    assert _summary(run["out"])["mmlu"]["lm_eval_group_acc"] == pytest.approx(table1["mu_MU"], abs=1e-9)
+    # weighting by sample counts is what lm-eval's own `mmlu` group does: kept as an extra field
+    assert summary["mmlu"]["overall_sample_weighted"] == pytest.approx(100 * sum(everything) / 11, abs=1e-9)
+    assert summary["mmlu"]["lm_eval_group_acc"] == pytest.approx(100 * sum(everything) / 11, abs=1e-9)
+    # lm-eval's standard errors are reported beside the accuracies
+    md = (run["out"] / "summary.md").read_text()
+    assert f"| μ_MU (plain mean over subjects) | {table1['mu_MU']:.2f} ± {summary['stderr']['mu_MU']:.2f} | 11 |" in md
+    assert "## MMLU per subject (%)" in md and "| anatomy | med |" in md
 
 
 def test_gsm8k_math_and_table4_match_hand_computation(run):
@@ -95,6 +104,29 @@ def test_gsm8k_math_and_table4_match_hand_computation(run):
     settings = summary["lm_eval_settings"]
     assert settings["gsm8k"]["n_shot"]["gsm8k"] == 5 and settings["mmlu"]["seed"] == 1234
     assert settings["hendrycks_math"]["batch_size"] == "4" and summary["run_config"]["dtype"] == "float32"
+    assert summary["partial"] == []  # every fixture sample was evaluated
+
+
+def test_training_run_is_exported_with_the_plain_template(run):
+    out = run["out"]
+    summary = _summary(out)
+    assert summary["run_config"]["hf_model"] == str(out / "hf_model")
+    stamp = json.loads((out / "hf_model" / "mos_export_source.json").read_text())
+    assert stamp["source"] == str(run["model"] / "checkpoints" / "step_0000004")  # the latest checkpoint
+    from transformers import AutoTokenizer
+
+    from mos_nemo.data.tokenize import ChatRenderer
+
+    exported = AutoTokenizer.from_pretrained(out / "hf_model")
+    base = AutoTokenizer.from_pretrained(run["model"].parent / "base-tokenizer")
+    assert base.chat_template is None and exported.chat_template
+    conversation = [{"role": "user", "content": "What is 3+4?"}, {"role": "assistant", "content": "7"},
+                    {"role": "user", "content": "And 5+6?"}]  # fmt: skip
+    for k in (1, 3):  # training's rendering is the oracle: the exported template reproduces it
+        assert exported.apply_chat_template(conversation[:k], tokenize=False, add_generation_prompt=True) == \
+            ChatRenderer(base).render(conversation[:k], add_generation_prompt=True)
+    assert exported.apply_chat_template(conversation[:2], tokenize=False) == \
+        ChatRenderer(base).render(conversation[:2], add_generation_prompt=False)
 
 
 def test_mtbench_scores_come_from_the_judge_ratings(run, judge):
@@ -106,37 +138,77 @@ def test_mtbench_scores_come_from_the_judge_ratings(run, judge):
     assert table1["mu_BOTH"] == pytest.approx((table1["mu_MU"] + 10 * 5.5) / 2)
     # FastChat graded the math question against the reference answer, the writing one without
     assert {(r["question_id"], r["reference"]) for r in judge.requests} == {(81, False), (111, True)}
-    answers = run["out"] / "mtbench" / "data" / "mt_bench" / "model_answer" / "tiny-llama.jsonl"
+    assert summary["mtbench"]["per_category"] == {
+        "math": {"score": 5.5, "turn1": 9.0, "turn2": 2.0, "n": 2},
+        "writing": {"score": 5.5, "turn1": 7.0, "turn2": 4.0, "n": 2},
+    }
+    model_id = run["model"].name
+    answers = run["out"] / "mtbench" / "data" / "mt_bench" / "model_answer" / f"{model_id}.jsonl"
     rows = [json.loads(line) for line in answers.read_text().splitlines()]
     assert [r["question_id"] for r in rows] == list(QUESTION_IDS)
     for row in rows:
-        assert row["model_id"] == "tiny-llama" and len(row["choices"][0]["turns"]) == 2
-    assert (run["out"] / "summary.md").read_text().count("| tiny-llama |") == 2
+        assert row["model_id"] == model_id and len(row["choices"][0]["turns"]) == 2
+    md = (run["out"] / "summary.md").read_text()
+    assert md.count(f"| {model_id} |") == 2 and "| math | 5.50 | 9.00 | 2.00 | 2 |" in md
+    # preflight asked the judge one real chat question before anything ran
+    assert judge.chats[0] == "gpt-4"
 
 
-def test_reruns_do_not_double_count_and_failed_gradings_are_fatal(run, judge):
+def _judgment_lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_reruns_reuse_results_and_regrade_only_missing_or_failed_pairs(run, judge):
     out, env = run["out"], run["env"]
     judgments = out / "mtbench" / "data" / "mt_bench" / "model_judgment" / "gpt-4_single.jsonl"
     before, asked = _summary(out)["table1"], len(judge.requests)
+    results_before = sorted(out.glob("lm_eval/*/*/results_*.json"))
 
-    done = run_all(run["model"], out, **env)  # everything present: nothing is regraded
+    done = run_all(run["model"], out, **env)  # everything present: nothing is rerun or regraded
     assert done.returncode == 0, done.stderr[-2000:]
     assert len(judge.requests) == asked and _summary(out)["table1"] == before
+    assert sorted(out.glob("lm_eval/*/*/results_*.json")) == results_before
+    assert done.stderr.count("same model, model args, limit and n-shot exist, kept") == 3
 
-    # One judgment lost: FastChat regrades all four and appends; only the newest of each counts.
-    lines = judgments.read_text().splitlines()
-    judgments.write_text("\n".join(lines[:-1]) + "\n")
+    # One judgment lost: only that (question, turn) pair is graded again.
+    rows = _judgment_lines(judgments)
+    judgments.write_text("".join(json.dumps(r) + "\n" for r in rows if (r["question_id"], r["turn"]) != (111, 1)))
     done = run_all(run["model"], out, **env)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert len(judge.requests) == asked + 4 and len(judgments.read_text().splitlines()) == 7
-    assert _summary(out)["table1"] == before
-    assert _summary(out)["mtbench"]["n_duplicates_dropped"] == 3
+    assert [(r["question_id"], r["turn"]) for r in judge.requests[asked:]] == [(111, 1)]
+    assert len(_judgment_lines(judgments)) == 4 and _summary(out)["table1"] == before
 
-    # A judge reply without [[rating]] is FastChat's score -1: counted and fatal.
+    # A judge reply without [[rating]] is FastChat's score -1: counted and fatal ...
     judge.ratings[(81, 2)] = None
-    judgments.write_text("\n".join(judgments.read_text().splitlines()[:-1]) + "\n")
+    rows = _judgment_lines(judgments)
+    judgments.write_text("".join(json.dumps(r) + "\n" for r in rows if (r["question_id"], r["turn"]) != (81, 2)))
     done = run_all(run["model"], out, **env)
     assert done.returncode != 0
     assert len(error_lines(done)) == 1 and "1 failed gradings (score -1)" in error_lines(done)[0]
     mt = _summary(out)["mtbench"]
     assert mt["n_failed"] == 1 and math.isclose(mt["turn1"], 8.0)
+    # ... and the next run grades only the failed pair; the newest judgment of each pair counts.
+    judge.ratings[(81, 2)] = 4
+    asked = len(judge.requests)
+    done = run_all(run["model"], out, **env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert [(r["question_id"], r["turn"]) for r in judge.requests[asked:]] == [(81, 2)]
+    assert _summary(out)["table1"] == before and _summary(out)["mtbench"]["n_duplicates_dropped"] == 1
+
+
+def test_another_limit_recomputes_and_is_marked_partial(run):
+    out, env = run["out"], run["env"]
+    full = _summary(out)
+    done = run_all(run["model"], out, **{**env, "EVAL_LIMIT": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stderr.count("not reusing earlier results (made with limit None, not 1)") == 3
+    summary = _summary(out)
+    assert summary["partial"] == ["gsm8k", "hendrycks_math", "mmlu"]
+    assert summary["mmlu"]["n"] == 4 and summary["gsm8k"]["n"] == 1  # one sample per task
+    md = (out / "summary.md").read_text()
+    assert "†" in md and "partial (--limit)" in md
+    # back to the full settings: the limited results are not taken for full ones
+    done = run_all(run["model"], out, **env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stderr.count("not reusing earlier results (made with limit 1") == 3
+    assert _summary(out)["table1"] == full["table1"] and _summary(out)["partial"] == []

@@ -3,6 +3,7 @@ tasks and response-only perplexity, each checked against numbers worked out by h
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import subprocess
@@ -124,9 +125,19 @@ def test_tables_mark_best_bold_and_second_underlined(tmp_path):
     assert lines[0].startswith("| run | μ_BOTH | μ_MU | Math | Med.")
     assert lines[2].startswith("| a | 30.00 | **50.00** | – |")  # ties share the best mark
     assert lines[3].startswith("| b | **32.00** |") and lines[4].startswith("| c | <u>31.00</u> |")
-    done = subprocess.run([sys.executable, str(REPO / "eval" / "compare.py"), *(str(tmp_path / n) for n in "abc")],
+    done = subprocess.run([sys.executable, str(REPO / "eval" / "compare.py"), *(str(tmp_path / n) for n in "abc"),
+                           "--csv", str(tmp_path / "runs.csv"), "--png", str(tmp_path / "runs.png")],
                           capture_output=True, text=True)  # fmt: skip
-    assert done.returncode == 0 and done.stdout.strip() == render(runs, 1)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == render(runs, 1)
+    with open(tmp_path / "runs.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["run"] for r in rows] == ["a", "b", "c"]
+    assert [r["mu_BOTH"] for r in rows] == ["30.0", "32.0", "31.0"] and rows[0]["Math"] == ""
+    import matplotlib.image
+
+    image = matplotlib.image.imread(tmp_path / "runs.png")  # [h, w, channels]: a real PNG with content
+    assert image.ndim == 3 and image.shape[0] > 100 and image.std() > 0
 
 
 def test_local_tasks_override_the_stock_tasks(bench_data, tmp_path):
