@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mos_nemo.config import MosConfig
-from mos_nemo.data.spec import validate_dataset_configs
+from mos_nemo.data.spec import HF_PREFIX, validate_dataset_configs
 from mos_nemo.errors import MosConfigError
 
 ASSET_PREFIX = "asset:"
@@ -89,7 +89,7 @@ def validate(config: MosConfig, world_size: int, check_paths: bool = True) -> No
     _check_model(config, check_paths)
     _check_parallel(config, world_size)
     _check_train(config)
-    _check_datasets(config)
+    _check_datasets(config, check_paths)
     _check_mixing(config)
     _check_checkpoint(config)
 
@@ -165,11 +165,19 @@ def _check_train(config: MosConfig) -> None:
         _fail("optim.min_lr", optim.min_lr, f"must lie in [0, optim.lr={optim.lr}]")
 
 
-def _check_datasets(config: MosConfig) -> None:
+def _check_datasets(config: MosConfig, check_paths: bool) -> None:
     if not config.datasets:
         _fail("datasets", [], "the list is empty: give at least one dataset, e.g. "
               "'datasets=[{name: gsm8k, source: data/gsm8k.jsonl}]'")
     validate_dataset_configs(config.datasets)
+    if not check_paths:
+        return
+    for index, dataset in enumerate(config.datasets):
+        if not dataset.source.startswith(HF_PREFIX) and not Path(dataset.source).expanduser().exists():
+            _fail(f"datasets[{index}].source", dataset.source,
+                  f"no such file or folder (from {Path.cwd()}): prepare it first; the paper's data is written by "
+                  "`python -m mos_nemo.data.prepare paper --out DIR` and read from $MOS_NEMO_PAPER_DATA (default "
+                  "data/paper)")
 
 
 def _check_mixing(config: MosConfig) -> None:

@@ -43,7 +43,13 @@ class HubRepo:
             return f"local:{self.local}"
         from huggingface_hub import HfApi
 
-        return HfApi().dataset_info(self.repo_id, revision=self.revision).sha
+        return self._ask_hub(lambda: HfApi().dataset_info(self.repo_id, revision=self.revision).sha)
+
+    def pinned(self) -> "HubRepo":
+        """This repo at the commit its revision names now, so that every file read comes from one commit."""
+        if self.local is not None:
+            return self
+        return HubRepo(self.repo_id, self.describe_revision())
 
     def list_files(self) -> list[str]:
         """Every file path in the repository, relative to its root, sorted."""
@@ -51,7 +57,16 @@ class HubRepo:
             return sorted(p.relative_to(self.local).as_posix() for p in self.local.rglob("*") if p.is_file())
         from huggingface_hub import HfApi
 
-        return sorted(HfApi().list_repo_files(self.repo_id, repo_type="dataset", revision=self.revision))
+        return sorted(self._ask_hub(lambda: HfApi().list_repo_files(self.repo_id, repo_type="dataset",
+                                                                    revision=self.revision)))
+
+    def _ask_hub(self, call):
+        try:
+            return call()
+        except Exception as error:  # huggingface_hub raises HTTP, connection and offline-mode errors
+            raise MosDataError(f"cannot reach the hub for {self.repo_id}@{self.revision}: {error}. Check the "
+                               f"network and $HF_TOKEN, or pass --source-root with a local copy "
+                               f"(ROOT/{self.repo_id}/...)") from error
 
     def stream(self, data_files: list[str], columns: list[str] | None = None) -> Iterator[dict]:
         """The rows of ``data_files`` (paths relative to the repo), read by ``datasets.load_dataset`` (streaming)."""

@@ -75,7 +75,7 @@ def prepare_paper(out: str | Path, seed: int = 1234, fraction: float = 0.1, per_
                 "per_subset": per_subset, "filters": list(FILTERS), "datasets": {}}
     stats: dict[str, ConversationStats] = {}
     for source in sources:
-        repo = HubRepo.resolve(source.repo_id, source.revision, source_root)
+        repo = HubRepo.resolve(source.repo_id, source.revision, source_root).pinned()
         settings = {"repo": source.repo_id, "revision": repo.describe_revision(), "seed": seed,
                     "per_subset": per_subset if not source.data_files else None}
         full = out / "full" / f"{source.name}.jsonl"

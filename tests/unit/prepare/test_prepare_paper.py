@@ -132,3 +132,23 @@ def test_missing_repository_names_the_folder(tmp_path):
     (tmp_path / "TIGER-Lab").mkdir()
     with pytest.raises(MosDataError, match="TIGER-Lab/MathInstruct"):
         prepare_paper(tmp_path / "out", source_root=tmp_path, progress=False)
+
+
+def test_without_a_local_copy_or_network_the_hub_error_names_the_repository(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # this machine has no route to the hub either way
+    monkeypatch.delenv("MOS_NEMO_HUB_ROOT", raising=False)
+    with pytest.raises(MosDataError, match="TIGER-Lab/MathInstruct@main.*--source-root"):
+        prepare_paper(tmp_path / "out", progress=False)
+
+
+def test_the_paper_recipes_read_the_prepared_folder(prepared, monkeypatch):
+    from mos_nemo.config import compose_config
+    from mos_nemo.data.sources import read_source
+
+    out, _ = prepared
+    monkeypatch.setenv("MOS_NEMO_PAPER_DATA", str(out))
+    config = compose_config("llama3_8b_mos")
+    assert [d.name for d in config.datasets] == list(NAMES)
+    for dataset in config.datasets:
+        records = read_source(dataset).records
+        assert len(records) == len(_lines(out / f"{dataset.name}.jsonl")) and dataset.format == "messages"
