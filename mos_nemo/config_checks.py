@@ -21,6 +21,9 @@ CHOICES = {
     "mixing.mode": ("batch", "sample"),
     "mixing.reward": ("cossim", "diff"),
     "mixing.reference": ("pool", "live"),
+    "mixing.scorer": ("logits", "mlp"),
+    "mixing.ema_init": ("one", "raw"),
+    "mixing.diff_tokens": ("response", "sequence"),
 }
 
 
@@ -130,13 +133,11 @@ def _check_mixing(config: MosConfig) -> None:
         _fail("mixing.tau", mixing.tau, "the temperature must be > 0 (1 proportional, .inf uniform)")
     if not 0 < mixing.ema_beta <= 1:
         _fail("mixing.ema_beta", mixing.ema_beta, "must lie in (0, 1]")
-    for key in ("update_every", "reward_batch", "reference_pool", "hidden"):
-        if getattr(mixing, key) < 1:
+    for key in ("update_every", "reward_batch", "reference_pool", "hidden", "inner_steps"):
+        if getattr(mixing, key) is not None and getattr(mixing, key) < 1:
             _fail(f"mixing.{key}", getattr(mixing, key), "must be >= 1")
-    if mixing.inner_steps < 0:
-        _fail("mixing.inner_steps", mixing.inner_steps, "must be >= 0")
-    if not mixing.scorer_lr > 0:
-        _fail("mixing.scorer_lr", mixing.scorer_lr, "must be > 0")
+    if mixing.scorer_lr is not None and not (mixing.scorer_lr > 0 and math.isfinite(mixing.scorer_lr)):
+        _fail("mixing.scorer_lr", mixing.scorer_lr, "must be a finite number > 0 (or null for the scorer's default)")
     if not 0 <= mixing.p_min * len(names) < 1:
         _fail("mixing.p_min", mixing.p_min, f"must lie in [0, 1/{len(names)}) for {len(names)} datasets")
     if mixing.target is not None and mixing.target not in names:
