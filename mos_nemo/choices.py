@@ -51,3 +51,24 @@ class Family(Choice):
     llama = "llama"
     qwen2 = "qwen2"
     gemma = "gemma"
+
+
+class Scorer(Choice):
+    logits = "logits"  # psi is N logits, the authors' released code (the default)
+    mlp = "mlp"  # psi is a 2-layer MLP on the availability vector (paper Section 3.1)
+
+
+class EmaInit(Choice):
+    one = "one"  # the EMA's previous reward starts at 1 (the authors' code)
+    raw = "raw"  # R_0 = R'_0: the first update uses the raw reward
+
+
+class DiffTokens(Choice):
+    response = "response"  # Diff's PPL over response tokens (paper Eq. 9)
+    sequence = "sequence"  # over the whole templated sequence (the authors' code)
+
+
+class CheckpointFormat(Choice):
+    auto = "auto"  # periodic and signal saves dp_reshardable, the final save fully_reshardable
+    dp_reshardable = "dp_reshardable"  # fast; a resume needs the same tp and pp (any dp)
+    fully_reshardable = "fully_reshardable"  # any layout on resume; gathers the optimizer state

@@ -22,7 +22,8 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from mos_nemo.assets import cache_root
-from mos_nemo.choices import Dtype, Family, Mode, Reference, Reward, Strategy
+from mos_nemo.choices import (
+    CheckpointFormat, DiffTokens, Dtype, EmaInit, Family, Mode, Reference, Reward, Scorer, Strategy)
 from mos_nemo.data.spec import DatasetConfig
 from mos_nemo.errors import MosConfigError
 
@@ -101,13 +102,16 @@ class MixingConfig:
     reward: Reward = Reward.cossim  # cossim (Eq. 8) | diff (Eq. 10)
     ema_beta: float = 0.9  # weight of the newest reward in the EMA (Eq. 11)
     update_every: int = 100  # S: steps between mixing updates
-    reward_batch: int = 64  # L: examples per dataset in each reward mini-batch
+    reward_batch: Optional[int] = None  # L: examples per dataset per reward mini-batch; null: 64 cossim, 16 diff
     target: Optional[str] = None  # MoSpec (Section 6): name of the target dataset, or null
     reference: Reference = Reference.pool  # diff reward's theta0: pool (scored once at start) | live (frozen copy)
     reference_pool: int = 1024  # examples per dataset in the fixed reward pool (reference: pool)
-    scorer_lr: float = 1e-4  # Adam learning rate of the scorer psi
-    inner_steps: int = 200  # Adam steps on psi per mixing update
-    hidden: int = 64  # hidden width of the scorer MLP
+    scorer: Scorer = Scorer.logits  # psi: logits (N logits, the authors' code) | mlp (2-layer MLP, paper Section 3.1)
+    scorer_lr: Optional[float] = None  # Adam lr of psi; null: 1e-4 logits, 5e-6 mlp (same movement per update)
+    inner_steps: int = 200  # Adam steps on psi per mixing update (Eq. 6)
+    hidden: int = 64  # hidden width of the scorer MLP (scorer: mlp)
+    ema_init: EmaInit = EmaInit.one  # EMA's previous reward at the first update: one (authors' code) | raw (R_0 = R'_0)
+    diff_tokens: DiffTokens = DiffTokens.response  # Diff's PPL over: response tokens (Eq. 9) | sequence (all, authors' code)
     p_min: float = 0.0  # probability floor per dataset after each update (0 = off)
     exclude: list[str] = field(default_factory=list)  # datasets never drawn (weight 0, psi's availability 0);
     # may change on resume, to drop a dataset mid-run
@@ -120,7 +124,7 @@ class CheckpointConfig:
     save_final: bool = True  # save after the last step
     keep: int = 0  # keep only the newest this many checkpoints (0 keeps all)
     export_hf: bool = False  # after the last step, write the model as a Hugging Face folder run.dir/hf
-    format: str = "auto"  # optimizer format: auto (periodic/signal saves dp_reshardable, the final one
+    format: CheckpointFormat = CheckpointFormat.auto  # optimizer format: auto (periodic/signal saves dp_reshardable, the final one
     # fully_reshardable) | dp_reshardable (fast; resume needs the same tp and pp) | fully_reshardable (any layout)
     allow_changes: list[str] = field(default_factory=list)  # settings a resume may change although they break
     # exact continuation (e.g. [optim.lr, train.max_steps]); others that differ from the checkpoint's are refused

@@ -25,7 +25,7 @@ def weights_table(run_dir: str | Path) -> str:
     width = max(9, *(len(n) + 2 for n in names))
     lines = ["step".rjust(6) + "".join(n.rjust(width) for n in names) + "   batches drawn"]
     for record in records:
-        weights = "".join(f"{record['weights'][n]:.3f}".rjust(width) for n in names)
+        weights = "".join(f"{record['weights'][n]:.4f}".rjust(width) for n in names)  # MoS drifts by ~1e-3 per update
         counts = " ".join(str(record["counts"].get(n, 0)) for n in names)
         lines.append(f"{record['step']:>6}{weights}   {counts}")
     return "\n".join(lines)

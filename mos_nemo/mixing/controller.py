@@ -16,11 +16,12 @@ import torch
 from mos_nemo.errors import MosValueError
 from mos_nemo.mixing.prior import temperature_prior, validate_sizes
 from mos_nemo.mixing.rewards import smooth_rewards
-from mos_nemo.mixing.scorer import Scorer, fit_to_prior, reinforce_step
+from mos_nemo.mixing.scorer import DEFAULT_LR, SCORERS, build_scorer, fit_to_prior, reinforce_step
 
 logger = logging.getLogger(__name__)
 
-_STATE_VERSION = 1
+_STATE_VERSION = 2  # 2 adds the scorer kind; version 1 states were always the mlp scorer
+EMA_INITS = ("one", "raw")
 
 
 class MixtureOfSkills:
@@ -30,13 +31,16 @@ class MixtureOfSkills:
         sizes: examples per dataset, M_i (for the prior, Eq. 3).
         prior_tau: temperature of the prior psi is fitted to at construction; inf is uniform (the paper's).
         ema_beta: beta of Eq. 11; the newest reward weighs beta.
-        lr: Adam learning rate of psi (gamma in Algorithm 1).
+        lr: Adam learning rate of psi (gamma in Algorithm 1); None: ``DEFAULT_LR[scorer]``.
         inner_steps: Adam steps on Eq. 6 per update.
-        hidden: width of psi's hidden layer.
+        hidden: width of psi's hidden layer (``mlp`` only).
         p_min: probability floor per available dataset, applied after each update (0 = off).
         seed: seeds psi's initialisation; nothing after construction is random.
         names: dataset names, for ``describe`` and logs.
-        activation: "tanh" or "relu".
+        activation: "tanh" or "relu" (``mlp`` only).
+        scorer: "logits" (N free logits, the authors' code; default) or "mlp" (the paper's 2-layer MLP).
+        ema_init: the "previous reward" of the first update (Eq. 11): "one" (the authors' code starts it at
+            1; default) or "raw" (R_0 = R'_0, the first update uses the raw reward).
     """
 
     def __init__(
@@ -44,34 +48,44 @@ class MixtureOfSkills:
         sizes: Sequence[float] | torch.Tensor,
         prior_tau: float = float("inf"),
         ema_beta: float = 0.9,
-        lr: float = 1e-4,
+        lr: float | None = None,
         inner_steps: int = 200,
         hidden: int = 64,
         p_min: float = 0.0,
         seed: int = 0,
         names: Sequence[str] | None = None,
         activation: str = "tanh",
+        scorer: str = "logits",
+        ema_init: str = "one",
     ):
         self.sizes = validate_sizes(sizes)
         n = self.sizes.numel()
         self.names = _check_names(names, n)
         if not 0.0 < ema_beta <= 1.0:
             raise MosValueError(f"ema_beta = {ema_beta}: must be in (0, 1] (0.9 in the paper)")
+        if scorer not in SCORERS:
+            raise MosValueError(f"scorer = {scorer!r}: choose one of {list(SCORERS)}")
+        if ema_init not in EMA_INITS:
+            raise MosValueError(f"ema_init = {ema_init!r}: choose one of {list(EMA_INITS)}")
+        lr = DEFAULT_LR[scorer] if lr is None else lr
         if not (lr > 0 and math.isfinite(lr)):
             raise MosValueError(f"lr = {lr}: the scorer learning rate must be a positive number")
         if isinstance(inner_steps, bool) or not isinstance(inner_steps, int) or inner_steps < 1:
             raise MosValueError(f"inner_steps = {inner_steps!r}: must be an integer >= 1")
+        if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1:
+            raise MosValueError(f"hidden = {hidden!r}: the mlp scorer needs at least one hidden unit")
         if not 0.0 <= p_min < 1.0 / n:
             raise MosValueError(f"p_min = {p_min}: must be in [0, 1/N) = [0, {1.0 / n:.4g})")
         self.prior = temperature_prior(self.sizes, prior_tau)  # [N] float64
         self.prior_tau, self.ema_beta, self.lr = float(prior_tau), float(ema_beta), float(lr)
         self.inner_steps, self.p_min, self.seed = inner_steps, float(p_min), int(seed)
+        self.scorer_kind, self.ema_init = scorer, ema_init
 
         generator = torch.Generator().manual_seed(self.seed)
         self.availability = torch.ones(n, dtype=torch.float64)  # [N], 1 = usable
-        self.scorer = Scorer(n, hidden, activation, generator)
-        self.fit_steps = fit_to_prior(self.scorer, self.availability, self.prior)
+        self.scorer = build_scorer(scorer, n, hidden, activation, generator)
         self.optimizer = torch.optim.Adam(self.scorer.parameters(), lr=self.lr)
+        self.fit_steps = fit_to_prior(self.scorer, self.optimizer, self.availability, self.prior)
         self.rewards: torch.Tensor | None = None  # smoothed, Eq. 11; None before the first update
         self.rewards_raw: torch.Tensor | None = None
         self.num_updates = 0
@@ -107,12 +121,13 @@ class MixtureOfSkills:
             self.num_skipped += 1
             logger.warning("MoS update skipped: non-finite reward %s; keeping p = %s", self._by_name(raw), self._by_name(self._probabilities))
             return self.probabilities
-        if self.rewards is not None:  # excluded datasets keep their last smoothed reward
-            raw = torch.where(available, raw, self.rewards)
-        else:
-            raw = torch.where(available, raw, torch.zeros_like(raw))
+        previous = self.rewards
+        if previous is None and self.ema_init == "one":  # the authors' code starts the EMA at R = 1
+            previous = torch.ones_like(raw)
+        # Excluded datasets carry their previous smoothed reward (they are not in Eq. 6's sum anyway).
+        raw = torch.where(available, raw, previous if previous is not None else torch.zeros_like(raw))
         self.rewards_raw = raw
-        self.rewards = smooth_rewards(raw, self.rewards, self.ema_beta)
+        self.rewards = smooth_rewards(raw, previous, self.ema_beta)
         reinforce_step(self.scorer, self.optimizer, self.availability, self.rewards, self.inner_steps)
         self.num_updates += 1
         self._probabilities = self._compute_probabilities()
@@ -175,6 +190,7 @@ class MixtureOfSkills:
         return copy.deepcopy(
             {
                 "version": _STATE_VERSION,
+                "scorer_kind": self.scorer_kind,
                 "names": list(self.names),
                 "sizes": self.sizes,
                 "scorer": self.scorer.state_dict(),
@@ -188,8 +204,15 @@ class MixtureOfSkills:
         )
 
     def load_state_dict(self, state: dict) -> None:
-        if state.get("version") != _STATE_VERSION:
-            raise MosValueError(f"mixing state version {state.get('version')!r}: expected {_STATE_VERSION}")
+        version = state.get("version")
+        if version not in (1, _STATE_VERSION):
+            raise MosValueError(f"mixing state version {version!r}: expected {_STATE_VERSION}")
+        saved_kind = state.get("scorer_kind", "mlp")  # version 1 had only the mlp scorer
+        if saved_kind != self.scorer_kind:
+            raise MosValueError(
+                f"mixing state was saved with mixing.scorer={saved_kind}, this run has {self.scorer_kind}: "
+                f"resume with mixing.scorer={saved_kind}"
+            )
         if list(state["names"]) != self.names or not torch.equal(state["sizes"], self.sizes):
             raise MosValueError(
                 f"mixing state is for datasets {list(state['names'])} with sizes {state['sizes'].tolist()}, "

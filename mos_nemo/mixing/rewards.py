@@ -82,7 +82,11 @@ def diff_reward(
 
 
 def smooth_rewards(raw: torch.Tensor, previous: torch.Tensor | None, beta: float) -> torch.Tensor:
-    """Eq. 11: R_t = beta * R'_t + (1 - beta) * R_{t-1}, with R_0 = R'_0 (the first update uses the raw reward)."""
+    """Eq. 11: R_t = beta * R'_t + (1 - beta) * R_{t-1}.
+
+    ``previous`` None means R_0 = R'_0 (the first update uses the raw reward); the controller passes ones
+    instead for ``ema_init="one"``, the authors' start.
+    """
     if previous is None:
         return raw.to(torch.float64).clone()
     return beta * raw.to(torch.float64) + (1.0 - beta) * previous

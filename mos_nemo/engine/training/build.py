@@ -168,13 +168,14 @@ def build_reward_hook(config: MosConfig, datasets: list[TokenizedDataset], model
     """
     if config.mixing.strategy == Strategy.static:
         return None
-    from mos_nemo.engine.training.reward_hook import MosRewardHook, ScoringSetup
+    from mos_nemo.engine.training.reward_hook import DEFAULT_REWARD_BATCH, MosRewardHook, ScoringSetup
     from mos_nemo.engine.training.reward_pass import reward_width
 
     mixing, names = config.mixing, [d.name for d in datasets]
     mos = MixtureOfSkills([len(d) for d in datasets], prior_tau=mixing.tau, ema_beta=mixing.ema_beta,
                           lr=mixing.scorer_lr, inner_steps=mixing.inner_steps, hidden=mixing.hidden,
-                          p_min=mixing.p_min, seed=config.run.seed, names=names)
+                          p_min=mixing.p_min, seed=config.run.seed, names=names, scorer=mixing.scorer,
+                          ema_init=mixing.ema_init)
     setup = ScoringSetup(parallel=parallel, micro_batch_size=config.train.micro_batch_size,
                          seq_length=reward_width(datasets, config.train.seq_length), pad_id=pad_id,
                          hidden_size=model_config.hidden_size)
@@ -182,8 +183,9 @@ def build_reward_hook(config: MosConfig, datasets: list[TokenizedDataset], model
     if mixing.reward == Reward.diff and mixing.reference == Reference.live:
         reference_model = build_training_model(config, model_config, hf_folder, parallel).eval()
         reference_model.requires_grad_(False)
-    return MosRewardHook(mos, datasets, setup, reward=mixing.reward, reward_batch=mixing.reward_batch,
+    reward_batch = mixing.reward_batch or DEFAULT_REWARD_BATCH[mixing.reward]
+    return MosRewardHook(mos, datasets, setup, reward=mixing.reward, reward_batch=reward_batch,
                          update_every=mixing.update_every, seed=config.run.seed,
                          target=names.index(mixing.target) if mixing.target else None,
                          reference=mixing.reference, reference_pool=mixing.reference_pool,
-                         reference_model=reference_model)
+                         reference_model=reference_model, diff_tokens=mixing.diff_tokens)

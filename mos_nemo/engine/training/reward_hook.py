@@ -1,6 +1,6 @@
 """The MoS reward hook: every S steps, score each dataset with the model and update the mixture.
 
-Algorithm 1, lines 6-11, made parallelism-aware (SPEC.md "Under parallelism"):
+Algorithm 1, lines 6-11, made parallelism-aware (docs/algorithm.md, "Rewards under TP, PP and DP"):
 1. draw one reward mini-batch of L examples per dataset, keyed on (seed, step, dataset), the same on all ranks;
 2. score it with the forward-only schedule (``reward_pass.score_examples``): per-example NLL and pooled
    hidden states, all-reduced so every rank holds the same tables;
@@ -11,6 +11,7 @@ Algorithm 1, lines 6-11, made parallelism-aware (SPEC.md "Under parallelism"):
 theta0 for Diff (``reference``): ``pool`` (default) draws a fixed pool of examples per dataset before
 training and scores it once with theta0; reward mini-batches are then drawn from the pool and compared
 with the kept NLL, so no second model is held. ``live`` keeps a frozen theta0 model and scores both.
+Diff's NLL covers the response tokens (Eq. 9) or, with ``diff_tokens="sequence"``, the whole example.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from mos_nemo.mixing import MixtureOfSkills, cossim_reward, diff_reward
 logger = logging.getLogger(__name__)
 
 _POOL_STEP = -1  # the key of the reference-pool draw; training steps are >= 0
+# mixing.reward_batch = null: the authors' code scores 8 x 8 examples for CosSim and 8 x 2 for Diff.
+DEFAULT_REWARD_BATCH = {"cossim": 64, "diff": 16}
 
 
 @dataclass
@@ -75,6 +78,7 @@ class MosRewardHook:
         reference: str = "pool",
         reference_pool: int = 1024,
         reference_model: torch.nn.Module | None = None,
+        diff_tokens: str = "response",
     ):
         if reward not in Reward.values():
             raise MosConfigError(f"mixing.reward = {reward!r}: choose one of {Reward.values()}")
@@ -91,6 +95,7 @@ class MosRewardHook:
         self.reward, self.reward_batch, self.update_every = reward, reward_batch, update_every
         self.seed, self.target, self.reference = seed, target, reference
         self.reference_pool, self.reference_model = reference_pool, reference_model
+        self.diff_tokens = diff_tokens
         self.pool_ids: list[torch.Tensor] | None = None  # per dataset, example ids of the reference pool
         self.pool_nll: list[torch.Tensor] | None = None  # per dataset, theta0's NLL of each pool example
 
@@ -158,6 +163,7 @@ class MosRewardHook:
         return score_examples(
             model, rows, parallel=s.parallel, micro_batch_size=s.micro_batch_size, seq_length=s.seq_length,
             pad_id=s.pad_id, hidden_size=s.hidden_size, with_embeddings=with_embeddings,
+            nll_tokens=self.diff_tokens,
         )
 
     def __call__(self, model: torch.nn.Module, step: int) -> MixtureUpdate:
@@ -174,9 +180,14 @@ class MosRewardHook:
 
     # ---- state ----------------------------------------------------------------------------------
     def state_dict(self) -> dict:
-        return {"mos": self.mos.state_dict(), "pool_ids": self.pool_ids, "pool_nll": self.pool_nll}
+        return {"mos": self.mos.state_dict(), "pool_ids": self.pool_ids, "pool_nll": self.pool_nll,
+                "diff_tokens": self.diff_tokens}
 
     def load_state_dict(self, state: dict) -> None:
+        saved = state.get("diff_tokens", "response")
+        if self.uses_pool and state["pool_nll"] is not None and saved != self.diff_tokens:
+            raise MosConfigError(f"the checkpoint's theta0 pool NLL is over mixing.diff_tokens={saved}, this run "
+                                 f"has {self.diff_tokens}: resume with mixing.diff_tokens={saved}")
         self.mos.load_state_dict(state["mos"])
         self.pool_ids, self.pool_nll = state["pool_ids"], state["pool_nll"]
 

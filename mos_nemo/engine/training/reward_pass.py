@@ -1,11 +1,12 @@
 """The reward forward pass: per-example response NLL and pooled final hidden states, under any TP/PP/DP.
 
-Every S steps MoS scores L examples of every dataset with the current model (SPEC.md "Rewards"). This
+Every S steps MoS scores L examples of every dataset with the current model (docs/algorithm.md). This
 module runs those examples through megatron-core's forward-only schedule and returns, on EVERY rank, the
 same two tables:
 
 - ``nll`` [N, L]: mean NLL over the example's response tokens (vocab-parallel cross entropy, inside
-  GPTModel when labels are given), the input of the Diff reward (Eq. 9-10);
+  GPTModel when labels are given), the input of the Diff reward (Eq. 9-10); with ``nll_tokens="sequence"``
+  over every next-token prediction of the whole templated example instead (the authors' code);
 - ``embeddings`` [N, L, H]: mean over the example's non-pad tokens of the final hidden states after the
   final norm, e_j of Eq. 7 (gathered along the sequence first if sequence parallel is on).
 
@@ -103,8 +104,14 @@ def score_examples(
     pad_id: int,
     hidden_size: int,
     with_embeddings: bool,
+    nll_tokens: str = "response",
 ) -> ScoredExamples:
-    """Run ``rows`` through the forward-only schedule in eval mode; return the all-reduced tables."""
+    """Run ``rows`` through the forward-only schedule in eval mode; return the all-reduced tables.
+
+    ``nll_tokens``: "response" (Eq. 9) or "sequence" (all tokens of the example, ``mixing.diff_tokens``).
+    """
+    if nll_tokens not in ("response", "sequence"):
+        raise ValueError(f"nll_tokens = {nll_tokens!r}: choose response or sequence")
     from megatron.core.pipeline_parallel import get_forward_backward_func
     from megatron.core.tensor_parallel import gather_from_sequence_parallel_region
 
@@ -128,6 +135,8 @@ def score_examples(
 
     def forward_step(data_iterator, _model):
         slots, batch = next(data_iterator)
+        if nll_tokens == "sequence" and not with_embeddings:
+            batch["labels"], batch["loss_mask"] = _sequence_targets(batch)
         # CosSim: no labels, and post_process is off below, so the last stage returns hidden states.
         output = _model(**model_inputs(batch, use_te=False, with_labels=not with_embeddings))
         return output, lambda result, non_loss_data=True: _record(slots, batch, result)
@@ -183,6 +192,17 @@ def score_examples(
     return ScoredExamples(
         nll=nll.cpu(), embeddings=embeddings.cpu() if with_embeddings else None, present=present
     )
+
+
+def _sequence_targets(batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """Labels and mask [b, s] for the NLL over a whole example: every token predicts the next one of its own
+    example (as HF ``labels=input_ids`` does for one unpadded example), not only the response tokens."""
+    segments = batch["segment_ids"]  # [b, s], 0 = padding
+    has_next = torch.zeros_like(segments, dtype=torch.bool)
+    has_next[:, :-1] = (segments[:, :-1] != 0) & (segments[:, 1:] == segments[:, :-1])
+    labels = torch.full_like(batch["tokens"], -100)
+    labels[:, :-1] = torch.where(has_next[:, :-1], batch["tokens"][:, 1:], labels[:, :-1])
+    return labels, has_next.to(torch.float32)
 
 
 def pooled_dataset_embeddings(scored: ScoredExamples) -> torch.Tensor:

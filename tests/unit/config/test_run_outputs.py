@@ -53,7 +53,7 @@ def test_weights_table_and_plot(tmp_path):
     logger.close()
     table = weights_table(tmp_path).splitlines()
     assert table[0].split()[:3] == ["step", "math", "code"]
-    assert table[2].split() == ["4", "0.750", "0.250", "3", "1"]
+    assert table[2].split() == ["4", "0.7500", "0.2500", "3", "1"]
     png = plot_runs([tmp_path], tmp_path / "mixture.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
