@@ -10,8 +10,8 @@ max_i |log p_after(i) - log p_before(i)|. Printed per mlp learning rate: the med
 movement(mlp) / movement(logits at 1e-4). The mlp default (mos_nemo.mixing.DEFAULT_LR) is the rate whose
 median ratio is closest to 1 (docs/algorithm.md records the figures).
 
-    .venv/bin/python bench/scorer_movement.py              # ~2 minutes on a 2-core CPU
-    .venv/bin/python bench/scorer_movement.py --updates 5 --seeds 1
+    .venv/bin/python bench/scorer_movement.py              # minutes on a 2-core CPU
+    .venv/bin/python bench/scorer_movement.py --updates 10 --seeds 1 --lrs 4e-6 5e-6
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def movement(mos: MixtureOfSkills, rewards: list[torch.Tensor]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--updates", type=int, default=10, help="K: updates per case")
+    parser.add_argument("--updates", type=int, default=5, help="K: updates per case")
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--lrs", type=float, nargs="+", default=[3e-6, 4e-6, 5e-6, 6e-6, 1e-4])
     args = parser.parse_args()
