@@ -52,7 +52,7 @@ def import_hf(hf_dir: str, out: str, tp: int, pp: int, dtype_name: str) -> None:
 
 
 def export_ckpt(ckpt: str, out: str, tp: int, pp: int, dtype_name: str, hf_dir: str | None = None) -> None:
-    """Megatron checkpoint -> HF folder (config.json, model.safetensors, tokenizer files).
+    """Megatron checkpoint -> HF folder (config.json, sharded safetensors with their index, tokenizer files).
 
     ``hf_dir`` (optional) supplies config and tokenizer, needed for training checkpoints, which hold neither.
     """
