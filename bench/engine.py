@@ -36,7 +36,8 @@ PRESETS = {
 
 
 def _flops_per_token(shape: dict, seq: int) -> float:
-    h, f, layers, vocab = shape["hidden_size"], shape["intermediate_size"], shape["num_hidden_layers"], shape["vocab_size"]
+    h, f = shape["hidden_size"], shape["intermediate_size"]
+    layers, vocab = shape["num_hidden_layers"], shape["vocab_size"]
     kv = h // shape["num_attention_heads"] * shape["num_key_value_heads"]
     matmul_params = layers * (h * h * 2 + 2 * h * kv + 3 * h * f) + h * vocab  # q, o, k, v, MLP; lm head
     return 6.0 * matmul_params + 6.0 * layers * seq * h
@@ -118,7 +119,8 @@ def run_ours(preset: dict) -> dict:
 
     def step(i):
         tokens = _tokens(preset, i).to(parallel.device)
-        batch = {"tokens": tokens, "labels": tokens, "position_ids": torch.arange(s, device=parallel.device).expand(b, s),
+        positions = torch.arange(s, device=parallel.device).expand(b, s)
+        batch = {"tokens": tokens, "labels": tokens, "position_ids": positions,
                  "loss_mask": torch.ones(b, s, device=parallel.device),
                  "segment_ids": torch.ones(b, s, dtype=torch.long, device=parallel.device),
                  "dataset_ids": torch.zeros(b, s, dtype=torch.long, device=parallel.device)}
