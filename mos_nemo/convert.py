@@ -54,7 +54,7 @@ def import_hf(hf_dir: str, out: str, tp: int, pp: int, dtype_name: str) -> None:
 
 
 def export_ckpt(ckpt: str, out: str, tp: int, pp: int, dtype_name: str, hf_dir: str | None = None) -> None:
-    """Megatron checkpoint -> HF folder (config.json, model.safetensors, tokenizer files).
+    """Megatron checkpoint -> HF folder (config.json, sharded safetensors with their index, tokenizer files).
 
     ``hf_dir`` (optional) supplies config and tokenizer, needed for training checkpoints, which hold neither.
     A tokenizer without a chat template gets the plain template training used for it (engine/hf/chat_template.py).

@@ -149,11 +149,15 @@ def test_bad_datasets_are_errors_or_counted_skips(smollm2_tokenizer, tmp_path):
                           smollm2_tokenizer, 256, None)
 
 
-def test_tokenizer_without_pad_token_is_a_clear_error(smollm2_tokenizer):
+def test_tokenizer_without_pad_token_loads_and_pads_with_a_chosen_id(smollm2_tokenizer):
+    from mos_nemo.data import pad_token_id
+
     no_pad = PreTrainedTokenizerFast(tokenizer_object=smollm2_tokenizer.backend_tokenizer, eos_token="<|im_end|>")
     assert no_pad.pad_token_id is None
-    with pytest.raises(MosDataError, match=r"has no pad token.*tokenizer.pad_token = tokenizer.eos_token"):
-        load_sft_datasets([DatasetConfig(name="a", source=str(FIXTURES / "instruction.jsonl"))], no_pad, 64, None)
+    [dataset] = load_sft_datasets([DatasetConfig(name="a", source=str(FIXTURES / "instruction.jsonl"))], no_pad, 64,
+                                  None)
+    # SmolLM2 reserves no special token, so eos pads (the choices: tests/unit/data/test_pad_id.py)
+    assert len(dataset) > 0 and pad_token_id(no_pad) == no_pad.eos_token_id
 
 
 def test_smollm2_tokenizer_folder_is_a_normal_hf_folder(smollm2_tokenizer):
