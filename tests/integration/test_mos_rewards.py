@@ -1,4 +1,5 @@
-"""The reward hook on a real tiny megatron-core model (one gloo rank in a spawned process):
+"""The reward hook on a real tiny megatron-core model (one gloo rank in one spawned process, which runs the
+four scenarios one after the other: one start-up instead of four):
 - at step 0 (theta = theta0) Diff rewards are exactly 1 for every dataset, with the reference pool;
 - CosSim from our hook equals the same formula computed with HF transformers on the exported model (1e-4);
 - a non-finite reward skips the update without stopping training."""
@@ -36,8 +37,8 @@ def _diff_at_step0(run_dir: str, reference: str):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("reference", ["pool", "live"])
-def test_diff_reward_is_exactly_one_before_training(tmp_path, reference):
-    rewards = run_distributed(_diff_at_step0, 1, str(tmp_path), reference)[0]
+def test_diff_reward_is_exactly_one_before_training(scenarios, reference):
+    rewards = scenarios[f"diff_{reference}"]
     for reward in rewards:  # two different reward mini-batches, same untouched model
         assert reward == [1.0, 1.0, 1.0]
 
@@ -61,13 +62,14 @@ def _cossim_hook_and_export(run_dir: str):
 
 
 @pytest.mark.slow
-def test_cossim_hook_matches_hf_transformers_on_the_exported_model(tmp_path):
+def test_cossim_hook_matches_hf_transformers_on_the_exported_model(scenarios):
     import transformers
 
     from mos_nemo.mixing import cossim_reward
 
-    rewards, examples = run_distributed(_cossim_hook_and_export, 1, str(tmp_path))[0]
-    model = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf", torch_dtype=torch.float32).eval()
+    rewards, examples = scenarios["cossim"]
+    model = transformers.AutoModelForCausalLM.from_pretrained(scenarios["root"] / "cossim" / "hf",
+                                                              torch_dtype=torch.float32).eval()
     pooled = []
     with torch.no_grad():
         for dataset in examples:
@@ -106,13 +108,27 @@ def _training_with_nan_rewards(run_dir: str):
 
 
 @pytest.mark.slow
-def test_non_finite_reward_skips_the_update_and_training_goes_on(tmp_path):
+def test_non_finite_reward_skips_the_update_and_training_goes_on(scenarios):
     from mos_nemo.logs import read_jsonl
 
-    last, (updates, skipped) = run_distributed(_training_with_nan_rewards, 1, str(tmp_path))[0]
+    last, (updates, skipped) = scenarios["nan"]
+    tmp_path = scenarios["root"] / "nan"
     assert last == 6 and (updates, skipped) == (2, 1)
     mixture = read_jsonl(tmp_path / "mixture.jsonl")
     assert [r["step"] for r in mixture] == [0, 2, 4, 6]
     assert mixture[2]["weights"] == mixture[1]["weights"]  # the skipped update kept p
     assert mixture[3]["weights"] != mixture[2]["weights"]
     assert len(read_jsonl(tmp_path / "train.jsonl")) == 6
+
+
+def _all_scenarios(root: str) -> dict:
+    return {"diff_pool": _diff_at_step0(f"{root}/diff_pool", "pool"),
+            "diff_live": _diff_at_step0(f"{root}/diff_live", "live"),
+            "cossim": _cossim_hook_and_export(f"{root}/cossim"),
+            "nan": _training_with_nan_rewards(f"{root}/nan")}
+
+
+@pytest.fixture(scope="module")
+def scenarios(tmp_path_factory):
+    root = tmp_path_factory.mktemp("rewards")
+    return {**run_distributed(_all_scenarios, 1, str(root))[0], "root": root}

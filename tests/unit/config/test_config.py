@@ -139,6 +139,7 @@ def test_non_default_settings_lists_only_changes():
     assert "optim.adam_beta1" not in changed and "mixing.ema_beta" not in changed
 
 
+@pytest.mark.slow  # starts a fresh interpreter
 def test_the_entry_point_reports_config_errors_before_any_work():
     done = subprocess.run([sys.executable, "mos_nemo/train.py", "--config-name", "tiny_cpu", "train.max_stepz=3"],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)

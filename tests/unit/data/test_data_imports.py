@@ -3,7 +3,10 @@
 import subprocess
 import sys
 
+import pytest
 
+
+@pytest.mark.slow  # starts a fresh interpreter
 def test_data_package_imports_no_megatron():
     code = ("import sys, mos_nemo.data, mos_nemo.assets; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'megatron'))")

@@ -32,6 +32,7 @@ def test_a_failing_rank_raises_with_its_traceback():
         run_distributed(_fail_on_rank_one, 2)
 
 
+@pytest.mark.slow  # starts a fresh interpreter
 def test_torchrun_with_master_port_zero_fails_fast_instead_of_hanging():
     import subprocess
     import sys

@@ -53,6 +53,7 @@ def test_mlp_fit_is_deterministic_for_a_seed_and_differs_across_seeds():
     assert not all(torch.equal(x, y) for x, y in zip(a.scorer.parameters(), c.scorer.parameters()))
 
 
+@pytest.mark.slow  # hundreds of scorer updates per example
 @pytest.mark.parametrize("scorer", SCORERS)
 @settings(max_examples=4, deadline=None)
 @given(rewards=st.lists(st.floats(0.2, 3.0), min_size=2, max_size=5), seed=st.integers(0, 100))

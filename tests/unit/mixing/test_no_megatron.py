@@ -3,7 +3,10 @@
 import subprocess
 import sys
 
+import pytest
 
+
+@pytest.mark.slow  # starts a fresh interpreter
 def test_mixing_imports_nothing_from_megatron_or_transformers():
     code = (
         "import sys, mos_nemo.mixing as m; m.MixtureOfSkills([1, 2]).update([1.0, 2.0]);"
