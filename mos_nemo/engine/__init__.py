@@ -13,3 +13,6 @@ warnings.filterwarnings("ignore", message=r".*Transformer Engine and Apex are no
 warnings.filterwarnings("ignore", message=r".*all_gather_into_tensor. is deprecated.*")
 warnings.filterwarnings("ignore", message=r".*reduce_scatter_tensor. is deprecated.*")
 warnings.filterwarnings("ignore", message=r".*deprecating ShardedTensor.*")
+# Except megatron's warning that CUDA_DEVICE_MAX_CONNECTIONS is not 1 (it then cannot overlap communication
+# with compute): that one is actionable, so it stays visible (a later filter takes precedence).
+warnings.filterwarnings("default", message=r".*CUDA_DEVICE_MAX_CONNECTIONS.*")
