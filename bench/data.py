@@ -3,7 +3,7 @@
 Run: `.venv/bin/python bench/data.py` (under a minute on 2 CPU cores; no GPU needed, no network).
 
 Reference consumption: a 1B model on one GPU trains about 20 micro batches/s at micro batch 4 with SFT-length
-sequences (STACK.md: ~43k tokens/s on an H100 without Transformer Engine, ~512-token examples), i.e. about
+sequences (docs/engine.md: ~43k tokens/s on an H100 without Transformer Engine, ~512-token examples), i.e. about
 80 examples/s. Baselines measured in the same run:
 - tokenisation: the tokenizer's own batch encoding of the rendered conversations (no mask work), so the
   printed ratio is the cost of locating the response tokens;

@@ -7,7 +7,7 @@ Both runs use the same recipe, model, steps and data; only the mixing strategy d
 - peak memory of each (GPU: max allocated; CPU: max resident set size) and its ratio.
 
     .venv/bin/python bench/overhead.py                      # CPU: the demo model (SmolLM2-135M), 2 processes
-    .venv/bin/python bench/overhead.py --preset h100        # GPU: the 1.5B-class shape of STACK.md, S=100, L=64
+    .venv/bin/python bench/overhead.py --preset h100        # GPU: the Llama-3.2-1B shape of docs/engine.md, S=100, L=64
     .venv/bin/python bench/overhead.py --steps 40 -- mixing.reward=cossim    # extra overrides after --
 
 Goal on an H100 (issue "MoS in the loop"): at most 2% overhead at update_every 100, reward_batch 64 (the paper
@@ -28,7 +28,7 @@ PRESETS = {
     # SmolLM2-135M-Instruct on the four demo datasets, on CPU with two processes (DP=2).
     "cpu": dict(recipe="smollm2_demo", nproc=2, steps=24, update_every=8, reward_batch=8, overrides=[
         "train.global_batch_size=4", "train.micro_batch_size=2", "train.seq_length=256"]),
-    # The Llama-3.2-1B shape STACK.md measured (16 layers, hidden 2048, GQA 32/8, FFN 8192, vocab 128256).
+    # The Llama-3.2-1B shape measured in docs/engine.md (16 layers, hidden 2048, GQA 32/8, FFN 8192, vocab 128256).
     "h100": dict(recipe="tiny_cpu", nproc=1, steps=300, update_every=100, reward_batch=64, overrides=[
         "model.config={family:llama,num_hidden_layers:16,hidden_size:2048,intermediate_size:8192,"
         "num_attention_heads:32,num_key_value_heads:8}", "model.dtype=bf16", "train.seq_length=2048",

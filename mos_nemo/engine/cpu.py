@@ -1,4 +1,4 @@
-"""Shims that let megatron-core 0.16 run on a machine without CUDA (see STACK.md, "megatron-core on CPU").
+"""Shims that let megatron-core 0.16 run on a machine without CUDA (docs/engine.md, "megatron-core on CPU").
 
 Used only when ``torch.cuda.is_available()`` is False; on a GPU every function here is a no-op, so the
 training code calls them unconditionally:

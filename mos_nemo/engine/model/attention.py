@@ -2,7 +2,8 @@
 
 megatron-core's local DotProductAttention materialises the [b, np, s, s] score matrix in an unfused
 softmax; on an H100 without Transformer Engine it reaches about a third of the tokens/s of HF transformers
-(STACK.md). torch SDPA picks a fused kernel (flash / memory-efficient) on GPU and a plain one on CPU.
+(docs/engine.md, "Attention without Transformer Engine"). torch SDPA picks a fused kernel (flash /
+memory-efficient) on GPU and a plain one on CPU.
 
 Masks follow megatron's convention: a bool tensor [b, 1, s, s] where True means "masked out".
 Without a mask the attention is causal.
