@@ -31,4 +31,4 @@ def training_run(tmp_path_factory) -> Path:
     """The folder of a real tiny training run (tiny_cpu recipe, 4 steps, checkpoints at steps 2 and 4) of
     a base model: its tokenizer has no chat template, so training used the plain template."""
     root = tmp_path_factory.mktemp("eval_training")
-    return eval_fixtures.train_tiny_run(root / "base-tokenizer", root / "run")
+    return eval_fixtures.train_tiny_run(root / "base-tokenizer", root / "tiny-run")

@@ -194,3 +194,26 @@ def test_ppl_table_reports_the_ratio_of_average_ppls(tiny_model, tmp_path):
     assert row["ppl_base"] != pytest.approx(row["ppl_finetuned"])  # two different models
     assert done.stdout.splitlines()[0] == "| dataset | n | PPL_θ0 | PPL_θ | Δ |"
     assert f"| math | 3 | {row['ppl_base']:.2f} | {row['ppl_finetuned']:.2f} | {row['delta']:.2f} |" in done.stdout
+
+
+def test_any_lm_eval_task_is_reported_with_its_main_metric(tmp_path):
+    out = tmp_path / "run"
+    _write_results(out, "ifeval", {"ifeval": ("prompt_level_strict_acc,none", 0.25, 8)})
+    path = next((out / "lm_eval" / "ifeval" / "model").glob("results_*.json"))
+    data = json.loads(path.read_text())
+    row = data["results"]["ifeval"]
+    row["prompt_level_strict_acc_stderr,none"] = 0.05
+    row.update({"inst_level_strict_acc,none": 0.5, "inst_level_strict_acc_stderr,none": "N/A"})
+    data["n-samples"]["ifeval"]["original"] = 541  # run with --limit 8: partial
+    path.write_text(json.dumps(data))
+    _write_results(out, "mmlu_anatomy", {"mmlu_anatomy": ("acc,none", 0.5, 4)})
+    summary = summarize(out)
+    assert summary["other_benchmarks"]["ifeval"] == {
+        "evaluated": True, "metric": "prompt_level_strict_acc,none", "value": 25.0, "stderr": pytest.approx(5.0),
+        "percent": True, "n": 8, "partial": True, "results_file": str(path)}  # fmt: skip
+    assert summary["other_benchmarks"]["mmlu_anatomy"]["metric"] == "acc,none"  # first metric lm-eval wrote
+    assert summary["partial"] == ["ifeval"]
+    from mos_nemo.evaluation.tables import render_run
+
+    md = render_run(summary)
+    assert "| ifeval (`prompt_level_strict_acc,none` %) | 25.00 ± 5.00 | 8 | partial (--limit) |" in md
