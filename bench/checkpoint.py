@@ -1,7 +1,7 @@
 """How long a checkpoint save takes, and what each rank writes and holds, per optimizer format.
 
 Trains one step of the tiny_cpu recipe (distributed optimizer, DP = number of ranks, torch AdamW), then
-saves it alternately in ``dp_reshardable`` (the periodic/signal format) and ``fully_reshardable`` (the
+after one untimed warm-up save per format saves it alternately in ``dp_reshardable`` (the periodic/signal format) and ``fully_reshardable`` (the
 final/relayout format), ``--repeats`` times each, without checksums (a signal save skips them). Printed per
 format: median save seconds over the repeats, and per rank the bytes it wrote (its shard files and RNG file)
 and the bytes of the tensors it held in the save's state dict (the full gather lands on DP rank 0). The
@@ -54,6 +54,9 @@ def _rank_main(run_dir: str, repeats: int, overrides: list[str]) -> dict:
     trainer = Trainer(config, parallel)
     trainer.logger = RunLogger(run_dir, 4, None, enabled=False)
     trainer._one_step(StopRequest())  # optimizer state exists after one step
+    for name in FORMATS:  # warm-up saves, not timed: the first save starts dist_checkpointing's machinery
+        checkpoint.save_checkpoint(run_dir, 1000 + FORMATS.index(name), trainer.model, trainer.optimizer,
+                                   {"step": 1}, parallel, sharding=name, checksums=False)
     seconds: dict[str, list[float]] = {name: [] for name in FORMATS}
     written, held = {}, {}
     for repeat in range(repeats):

@@ -54,11 +54,10 @@ def test_corrupt_and_incomplete_checkpoints_raise_our_error_and_offer_the_previo
 def test_non_finite_loss_stops_the_run_and_keeps_the_finite_checkpoint(tmp_path):
     run_dir = tmp_path / "run"
     # An absurd learning rate: step 1 is finite, the weights then overflow and every later loss is not.
-    done = launch(run_dir, "train.max_steps=8", "optim.lr=1e30", "optim.warmup_fraction=0", "train.nonfinite_limit=2",
-                  "checkpoint.every=1", "checkpoint.keep=1")
+    done = launch(run_dir, "train.max_steps=8", "optim.lr=1e30", "optim.warmup_fraction=0", "checkpoint.every=1", "checkpoint.keep=1")
     assert done.returncode != 0, done.output[-3000:]
     message = root_cause(done.output)
-    assert "not finite for 2 steps in a row (steps 2-3" in message, done.output[-3000:]
+    assert "not finite for 3 steps in a row (steps 2-4" in message  # train.nonfinite_limit's default, done.output[-3000:]
     assert "step_0000001" in message  # points at the last (finite) checkpoint
     assert complete_checkpoints(run_dir) == ["step_0000001"]
     assert "not saving a checkpoint" in done.output

@@ -45,6 +45,7 @@ warnings.filterwarnings("ignore", module=r"megatron\..*")
 from megatron.core import dist_checkpointing  # noqa: E402
 from megatron.core.dist_checkpointing.validation import StrictHandling  # noqa: E402
 from megatron.core.tensor_parallel.random import get_cuda_rng_tracker  # noqa: E402
+from torch.distributed.checkpoint.api import CheckpointException  # noqa: E402  (a BaseException, not an Exception)
 
 FAST, RESHARDABLE = "dp_reshardable", "fully_reshardable"
 EXTRA_STATE = "_extra_state"  # Transformer Engine's per-module metadata (fp8 scales); absent in the local spec
@@ -210,7 +211,7 @@ def load_checkpoint(folder: str | Path, model: list, optimizer, parallel: Parall
         trainer_state = torch.load(folder / "trainer_state.pt", weights_only=False)
     except MosCheckpointError:
         raise
-    except Exception as error:  # noqa: BLE001 - any read failure: name the checkpoint and what broke
+    except (Exception, CheckpointException) as error:  # noqa: BLE001 - any read failure: name the checkpoint
         raise _fail(folder, f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}") from error
     optimizer_load.finish()
     same_layout = same_model_layout and meta["world_size"] == parallel.world_size
