@@ -31,7 +31,9 @@ def _launch(run_dir: Path, nproc: int, *overrides: str, timeout: int = 240) -> l
 @pytest.fixture(scope="module")
 def single(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("tp1")
-    records = _launch(run_dir, 1)
+    # Its step-10 checkpoint is resumed at TP=2 below: a layout change needs the fully reshardable format
+    # (periodic saves are dp_reshardable by default).
+    records = _launch(run_dir, 1, "checkpoint.format=fully_reshardable")
     records[0]["_run_dir"] = str(run_dir)
     return records
 
