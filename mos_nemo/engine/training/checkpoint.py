@@ -209,8 +209,10 @@ def load_checkpoint(folder: str | Path, model: list, optimizer, parallel: Parall
             apply_model_state(_unwrap(model[0]), state["model"])
             optimizer.load_state_dict(state["optimizer"])
         trainer_state = torch.load(folder / "trainer_state.pt", weights_only=False)
-    except MosCheckpointError:
-        raise
+    except MosCheckpointError as error:
+        if folder.name in str(error):
+            raise
+        raise _fail(folder, str(error)) from None
     except (Exception, CheckpointException) as error:  # noqa: BLE001 - any read failure: name the checkpoint
         raise _fail(folder, f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}") from error
     optimizer_load.finish()
