@@ -119,7 +119,8 @@ class MixingConfig:
 
 @dataclass
 class CheckpointConfig:
-    every: int = 0  # save every this many steps (0: only at the end and on SIGTERM/SIGINT)
+    every: int = 500  # save every this many steps (0: only at the end and on SIGTERM/SIGINT); periodic by
+    # default, so a SIGKILL (a step longer than torchrun's --shutdown-timeout, a node loss) loses at most this
     resume: str = "auto"  # auto: latest complete checkpoint in run.dir, if any | none | a checkpoint path
     save_final: bool = True  # save after the last step
     keep: int = 0  # keep only the newest this many checkpoints (0 keeps all)

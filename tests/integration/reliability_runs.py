@@ -63,3 +63,13 @@ def wait_for_step(run_dir: Path, step: int, process: subprocess.Popen, timeout: 
 def complete_checkpoints(run_dir: Path) -> list[str]:
     root = run_dir / "checkpoints"
     return sorted(p.name for p in root.glob("step_*") if (p / "meta.json").is_file()) if root.is_dir() else []
+
+
+def root_cause(output: str) -> str:
+    """The message in torchrun's closing "Root Cause" block, which must be the end of the console output."""
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert lines[-1].strip("=") == "", lines[-3:]  # the block's closing rule is the last line
+    assert "Root Cause" in output, output[-2000:]
+    cause = lines[-2].strip()
+    assert cause.startswith("traceback : "), lines[-4:]
+    return cause.removeprefix("traceback : ")

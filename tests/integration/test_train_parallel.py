@@ -22,7 +22,9 @@ from tests.integration.golden import STEPS, TOLERANCE, load_golden
 @pytest.fixture(scope="module")
 def single(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("tp1")
-    launch_training(run_dir, f"train.max_steps={STEPS}")
+    # Its step-10 checkpoint is resumed at TP=2 below: a layout change needs the fully reshardable format
+    # (periodic saves are dp_reshardable by default).
+    launch_training(run_dir, f"train.max_steps={STEPS}", "checkpoint.format=fully_reshardable")
     records = read_jsonl(run_dir / "train.jsonl")
     records[0]["_run_dir"] = str(run_dir)
     return records

@@ -44,6 +44,7 @@ from mos_nemo.errors import MosCheckpointError
 from megatron.core import dist_checkpointing
 from megatron.core.dist_checkpointing.validation import StrictHandling
 from megatron.core.tensor_parallel.random import get_cuda_rng_tracker
+from torch.distributed.checkpoint.api import CheckpointException  # a BaseException, not an Exception
 
 FAST, RESHARDABLE = "dp_reshardable", "fully_reshardable"
 EXTRA_STATE = "_extra_state"  # Transformer Engine's per-module metadata (fp8 scales); absent in the local spec
@@ -200,9 +201,11 @@ def load_checkpoint(folder: str | Path, model: list, optimizer, parallel: Parall
             apply_model_state(unwrap(model[0]), state["model"])
             optimizer.load_state_dict(state["optimizer"])
         trainer_state = torch.load(folder / "trainer_state.pt", weights_only=False)
-    except MosCheckpointError:
-        raise
-    except Exception as error:  # noqa: BLE001 - any read failure: name the checkpoint and what broke
+    except MosCheckpointError as error:
+        if folder.name in str(error):
+            raise
+        raise _fail(folder, str(error)) from None
+    except (Exception, CheckpointException) as error:  # noqa: BLE001 - any read failure: name the checkpoint
         raise _fail(folder, f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}") from error
     optimizer_load.finish()
     same_layout = same_model_layout and meta["world_size"] == parallel.world_size

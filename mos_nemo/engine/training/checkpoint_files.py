@@ -100,8 +100,3 @@ def previous_complete(folder: Path) -> Optional[Path]:
     older = [p for p in step_folders(folder.parent) if p.name < folder.name and is_complete(p)]
     return older[-1] if older else None
 
-
-def files_summary(folder: Path) -> tuple[int, int]:
-    """(number of files, bytes) in a finished checkpoint folder."""
-    sizes = [p.stat().st_size for p in folder.rglob("*") if p.is_file()]
-    return len(sizes), sum(sizes)

@@ -221,7 +221,10 @@ class Trainer:
         if interrupted:
             self.pending_update = self.reward_hook is not None and self.reward_hook.should_update(self.step)
         else:
+            updating = self.reward_hook is not None and self.reward_hook.should_update(self.step)
             self._maybe_update_mixture()  # after the step's update, before its log: `seconds` has the reward pass
+            if updating:  # a signal during a long update: save now, not after one more step
+                interrupted = stop.agreed(self.parallel)
         record = {"step": self.step, "loss": result.loss}
         if self.config.mixing.mode == "batch":
             record["dataset"] = self.names[int(draw.dataset_ids[0])]

@@ -12,13 +12,11 @@ FusedAdam keeps ``step`` in its param groups instead; giving it a per-parameter 
 
 from __future__ import annotations
 
-import warnings
 from contextlib import contextmanager, nullcontext
 
 import torch
 
-warnings.filterwarnings("ignore", module=r"megatron\..*")
-from megatron.core import optimizer as megatron_optimizer  # noqa: E402
+from megatron.core import optimizer as megatron_optimizer
 
 
 def torch_optimizers(optimizer) -> list[torch.optim.Optimizer]:
