@@ -15,7 +15,6 @@ import contextlib
 import math
 from typing import Optional
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
