@@ -58,7 +58,7 @@ def sharding_format(configured: str, final: bool) -> str:
     """The optimizer format of one save: ``auto`` is fast for periodic/signal saves, reshardable at the end."""
     if configured == "auto":
         return RESHARDABLE if final else FAST
-    return configured
+    return str(configured)  # a plain str: megatron stores it in common.pt, which it loads with weights_only
 
 
 def find_latest(run_dir: str | Path) -> Optional[Path]:

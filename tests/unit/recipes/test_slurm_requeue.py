@@ -4,6 +4,7 @@ trainer. USR1 to the batch shell -> TERM to the step -> the trainer saves -> `sc
 requeued job resumes from that checkpoint and finishes without requeueing."""
 
 import json
+import re
 import os
 import signal
 import socket
@@ -90,10 +91,12 @@ def test_signal_checkpoints_requeues_and_the_requeued_job_resumes(tmp_path):
     assert "stopped by a signal" in node_log.read_text()
 
     (tmp_path / "slurm.log").unlink()
-    again = _job(tmp_path, 1, [f"train.max_steps={step + 2}", "checkpoint.every=0"])
+    # The requeued job runs the same command; stop_after (free to change on a resume, unlike max_steps, which
+    # moves the LR schedule) ends it two steps on.
+    again = _job(tmp_path, 1, ["train.max_steps=400", "checkpoint.every=0", f"train.stop_after={step + 2}"])
     output, _ = again.communicate(timeout=300)
     assert again.returncode == 0, output
     assert not (tmp_path / "slurm.log").exists()  # finished: no requeue
     node_log = tmp_path / "logs" / f"mos-tiny_cpu-4242-r1-{socket.gethostname()}.log"
-    assert f"resumed at step {step}" in node_log.read_text()
+    assert re.search(rf"resumed from \S+ at step {step}:", node_log.read_text())
     assert json.loads((run / "train.jsonl").read_text().splitlines()[-1])["step"] == step + 2
