@@ -78,7 +78,7 @@ def load_mcore_checkpoint(model, ckpt_dir) -> None:
     if (ckpt / MODEL_DIR / "metadata.json").is_file():
         state = load_tolerant(model.sharded_state_dict(), ckpt / MODEL_DIR)
     elif (ckpt / "metadata.json").is_file():
-        state = load_tolerant({"model": model.sharded_state_dict()}, ckpt)["model"]
+        state = load_tolerant({"model": model.sharded_state_dict()}, ckpt, subset=True)["model"]  # no optimizer
     else:
         raise MosCheckpointError(
             f"{ckpt}: neither a model checkpoint ({MODEL_DIR}/metadata.json) nor a training checkpoint "

@@ -159,11 +159,16 @@ def read_meta(folder: Path) -> dict[str, Any]:
         raise _fail(folder, f"{META} is unreadable ({error})") from None
 
 
-def load_tolerant(sharded: dict, folder: Path) -> dict:
+def load_tolerant(sharded: dict, folder: Path, subset: bool = False) -> dict:
     """dist_checkpointing.load that ignores only Transformer Engine's ``_extra_state`` keys, either way:
-    a local-spec checkpoint into a TE model (asked for, not stored) or a TE one into a local model."""
+    a local-spec checkpoint into a TE model (asked for, not stored) or a TE one into a local model.
+
+    ``subset``: ``sharded`` asks for part of what the checkpoint holds (the model of a training checkpoint,
+    without its optimizer), so keys stored but not asked for are expected; every key asked for must be there.
+    """
+    # megatron's naming: "missing" = stored but not asked for, "unexpected" = asked for but not stored.
     state, missing, unexpected = dist_checkpointing.load(sharded, str(folder), strict=StrictHandling.RETURN_ALL)
-    other = sorted(k for k in set(missing) | set(unexpected) if not k.endswith(EXTRA_STATE))
+    other = sorted(k for k in (set() if subset else set(missing)) | set(unexpected) if not k.endswith(EXTRA_STATE))
     if other:
         raise _fail(folder, f"its keys do not match this model: {other[:5]}{' ...' if len(other) > 5 else ''}"
                             " (another model shape or family?)")

@@ -215,9 +215,10 @@ class Trainer:
         self.step += 1
         lr = self.schedule.lr_at(self.step)
         set_learning_rate(self.optimizer, lr)
-        result = train_step(self.model, self.optimizer, micro_batches, self.parallel, len(self.names))
+        result = train_step(self.model, self.optimizer, micro_batches, self.parallel, len(self.names),
+                            stop_requested=lambda: stop.requested)
         self._check_finite(result.loss, result.grad_norm)
-        interrupted = stop.agreed(self.parallel)  # before the MoS update: a signalled step saves at once
+        interrupted = result.stop_requested  # agreed in the step's all-reduce; a signalled step saves at once
         if interrupted:
             self.pending_update = self.reward_hook is not None and self.reward_hook.should_update(self.step)
         else:

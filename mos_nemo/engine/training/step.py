@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
-from typing import Iterator
+from typing import Callable, Iterator, Optional
 
 import torch
 import torch.distributed as dist
@@ -37,6 +37,7 @@ class StepResult:
     grad_norm: float  # global gradient norm before clipping
     update_ok: bool  # False if the optimizer skipped the step (non-finite gradients)
     dataset_losses: list  # per dataset: token-averaged loss of its examples in this batch, None if absent
+    stop_requested: bool = False  # some rank had been signalled by the end of this step (agreed on every rank)
 
 
 def ddp_config(use_distributed_optimizer: bool, on_gpu: bool) -> DistributedDataParallelConfig:
@@ -114,8 +115,13 @@ def make_forward_step(num_datasets: int, use_te: bool | None = None):
 
 
 def train_step(model: list[DistributedDataParallel], optimizer, micro_batches: list[dict],
-               parallel: ParallelState, num_datasets: int) -> StepResult:
-    """Forward and backward over this rank's micro batches (gradient accumulation), then one optimizer step."""
+               parallel: ParallelState, num_datasets: int,
+               stop_requested: Optional[Callable[[], bool]] = None) -> StepResult:
+    """Forward and backward over this rank's micro batches (gradient accumulation), then one optimizer step.
+
+    ``stop_requested`` (this rank's signal flag) is read after the optimizer step and agreed over all ranks
+    in the step's one all-reduce, so stopping costs no collective or host sync of its own.
+    """
     for chunk in model:
         chunk.zero_grad_buffer()
     optimizer.zero_grad()
@@ -132,7 +138,8 @@ def train_step(model: list[DistributedDataParallel], optimizer, micro_batches: l
             forward_only=False,
         )
         update_ok, grad_norm, _ = optimizer.step()
-    sums = _global_sums(reports, micro_batches, parallel, num_datasets)  # [N + 1, 3]
+    signalled = stop_requested is not None and stop_requested()
+    sums = _global_sums(reports, micro_batches, parallel, num_datasets, signalled)  # [N + 2, 3]
     loss_sum, loss_tokens, tokens = sums[0].tolist()
     return StepResult(
         loss=loss_sum / max(loss_tokens, 1.0),
@@ -140,23 +147,26 @@ def train_step(model: list[DistributedDataParallel], optimizer, micro_batches: l
         tokens=int(tokens),
         grad_norm=float(grad_norm) if grad_norm is not None else float("nan"),
         update_ok=bool(update_ok),
-        dataset_losses=[float(s / n) if n > 0 else None for s, n, _ in sums[1:].tolist()],
+        dataset_losses=[float(s / n) if n > 0 else None for s, n, _ in sums[1:-1].tolist()],
+        stop_requested=bool(sums[-1, 0] > 0),
     )
 
 
 def _global_sums(reports: list[dict], micro_batches: list[dict], parallel: ParallelState,
-                 num_datasets: int) -> torch.Tensor:
-    """[N + 1, 3] float64 over the global batch, known on every rank: row 0 = (loss sum, response tokens,
-    all tokens); row 1 + i = (loss sum, response tokens, 0) of dataset i.
+                 num_datasets: int, signalled: bool = False) -> torch.Tensor:
+    """[N + 2, 3] float64 over the global batch, known on every rank: row 0 = (loss sum, response tokens,
+    all tokens); row 1 + i = (loss sum, response tokens, 0) of dataset i; the last row = (ranks signalled,
+    0, 0), which every rank adds to.
 
     Only the last stage holds losses, and its TP ranks hold identical copies: one rank per DP replica
     (last stage, TP rank 0) contributes to a world all-reduce.
     """
-    sums = torch.zeros(num_datasets + 1, 3, dtype=torch.float64, device=parallel.device)
+    sums = torch.zeros(num_datasets + 2, 3, dtype=torch.float64, device=parallel.device)
+    sums[-1, 0] = float(signalled)
     if parallel.is_last_stage and parallel.tp_rank == 0:  # accumulated on the device: no sync per micro batch
         for report in reports:
             sums[0, :2] += report["loss_sum_and_tokens"].double()
-            sums[1:, :2] += report["per_dataset"].double()
+            sums[1:-1, :2] += report["per_dataset"].double()
         for batch in micro_batches:
             sums[0, 2] += (batch["segment_ids"] != 0).sum()
     if parallel.world_size > 1:

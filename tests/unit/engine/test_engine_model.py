@@ -9,19 +9,12 @@ from mos_nemo.engine.hf.verify import fixed_tokens, hf_logits, max_logit_differe
 from mos_nemo.engine.hf.weights import load_hf_weights
 from mos_nemo.engine.model.gpt import (attention_mask_from_segments, build_model, hf_rope_inv_freq, load_hf_config,
                                    transformer_config_from_hf)
-from mos_nemo.engine.parallel import destroy_parallel, initialize_parallel
+from mos_nemo.engine.parallel import initialize_parallel
 from mos_nemo.engine.hf.tiny import save_tiny_hf_model, tiny_hf_config
 from mos_nemo.errors import MosConfigError
 
 FAMILIES = ("llama", "qwen2", "gemma")
 CPU = torch.device("cpu")
-
-
-@pytest.fixture(scope="module")
-def parallel():
-    state = initialize_parallel(tp=1, pp=1, seed=0)
-    yield state
-    destroy_parallel()
 
 
 @pytest.fixture(scope="module")

@@ -15,17 +15,10 @@ from mos_nemo.engine.model.gpt import (attention_mask_from_segments, build_model
                                        transformer_config_from_hf)
 from mos_nemo.engine.model.inputs import model_inputs, schedule_shape
 from mos_nemo.engine.model.layer_spec import RMSNorm, transformer_engine_available
-from mos_nemo.engine.parallel import cuda_environment, destroy_parallel, initialize_parallel
+from mos_nemo.engine.parallel import cuda_environment
 from mos_nemo.engine.training.step import ddp_config
 
 CPU = torch.device("cpu")
-
-
-@pytest.fixture(scope="module")
-def parallel():
-    state = initialize_parallel(tp=1, pp=1, seed=0)
-    yield state
-    destroy_parallel()
 
 
 @pytest.fixture(scope="module")
