@@ -174,10 +174,12 @@ def _check_datasets(config: MosConfig, check_paths: bool) -> None:
         return
     for index, dataset in enumerate(config.datasets):
         if not dataset.source.startswith(HF_PREFIX) and not Path(dataset.source).expanduser().exists():
-            _fail(f"datasets[{index}].source", dataset.source,
-                  f"no such file or folder (from {Path.cwd()}): prepare it first; the paper's data is written by "
-                  "`python -m mos_nemo.data.prepare paper --out DIR` and read from $MOS_NEMO_PAPER_DATA (default "
-                  "data/paper)")
+            # Named by the dataset first: with many datasets, `datasets[3]` alone makes the user count.
+            raise MosConfigError(
+                f"dataset {dataset.name!r}: source {dataset.source!r} (key datasets[{index}].source): no such file "
+                f"or folder (from {Path.cwd()}): prepare it first; the paper's data is written by "
+                "`python -m mos_nemo.data.prepare paper --out DIR` and read from $MOS_NEMO_PAPER_DATA (default "
+                "data/paper)")
 
 
 def _check_mixing(config: MosConfig) -> None:

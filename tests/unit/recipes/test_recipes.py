@@ -204,7 +204,7 @@ def test_headline_fails_fast_naming_the_missing_model_then_the_missing_data(tmp_
     HF_CONFIGS["Meta-Llama-3-8B"].save_pretrained(tmp_path / "models" / "Meta-Llama-3-8B")
     missing_data = launch(MOS_NEMO_MODELS=str(tmp_path / "models"), MOS_NEMO_PAPER_DATA=str(tmp_path / "data"))
     assert missing_data.returncode == 2
-    assert f"datasets[0].source='{tmp_path}/data/math.jsonl'" in missing_data.stderr
+    assert f"dataset 'math': source '{tmp_path}/data/math.jsonl' (key datasets[0].source)" in missing_data.stderr
     assert "python -m mos_nemo.data.prepare paper" in missing_data.stderr
 
 
