@@ -118,6 +118,13 @@ class MixingConfig:
 
 
 @dataclass
+class ValidationConfig:
+    holdout: int = 0  # examples per dataset kept out of training and scored as held-out loss (0: no validation)
+    every: int = 0  # score them every this many steps, besides at the start and after the last step
+    seed: int = 0  # keys which examples are held out; not run.seed, so runs with other seeds share them
+
+
+@dataclass
 class CheckpointConfig:
     every: int = 500  # save every this many steps (0: only at the end and on SIGTERM/SIGINT); periodic by
     # default, so a SIGKILL (a step longer than torchrun's --shutdown-timeout, a node loss) loses at most this
@@ -141,6 +148,7 @@ class MosConfig:
     data: DataConfig = field(default_factory=DataConfig)
     datasets: list[DatasetConfig] = field(default_factory=list)  # the training datasets, in order
     mixing: MixingConfig = field(default_factory=MixingConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
 
 

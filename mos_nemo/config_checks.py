@@ -78,6 +78,8 @@ BOUNDS = {
     "mixing.inner_steps": AT_LEAST_1,
     "mixing.hidden": AT_LEAST_1,
     "mixing.p_min": AT_LEAST_0,
+    "validation.holdout": AT_LEAST_0,
+    "validation.every": AT_LEAST_0,
     "checkpoint.every": AT_LEAST_0,
     "checkpoint.keep": AT_LEAST_0,
 }
@@ -91,6 +93,7 @@ def validate(config: MosConfig, world_size: int, check_paths: bool = True) -> No
     _check_train(config)
     _check_datasets(config, check_paths)
     _check_mixing(config)
+    _check_validation(config)
     _check_checkpoint(config)
 
 
@@ -195,6 +198,13 @@ def _check_mixing(config: MosConfig) -> None:
         _fail("mixing.exclude", list(mixing.exclude), "excludes every dataset; leave at least one to train on")
     if mixing.target is not None and mixing.target in mixing.exclude:
         _fail("mixing.target", mixing.target, "is also in mixing.exclude; a MoSpec target must stay available")
+
+
+def _check_validation(config: MosConfig) -> None:
+    validation = config.validation
+    if validation.every > 0 and validation.holdout == 0:
+        _fail("validation.every", validation.every, "held-out loss needs held-out examples: set "
+              "validation.holdout to the number of examples per dataset to keep out of training")
 
 
 def _check_checkpoint(config: MosConfig) -> None:

@@ -11,7 +11,10 @@ and one progress line per step on the terminal.
 - ``mixture.jsonl``: one object at step 0 and one after every mixing update: ``step``, ``weights`` (name ->
   probability), ``rewards_raw`` and ``rewards`` (name -> value; null at step 0 and for static blends),
   ``counts`` (name -> batches drawn so far).
-On resume both files are cut back to the checkpoint's step, so a resumed run's files equal an unbroken run's.
+- ``validation.jsonl`` (with ``validation.holdout``): ``step``, ``loss`` (name -> held-out loss: mean over
+  the dataset's held-out examples of each example's mean response-token NLL) and ``mean`` (plain mean over
+  datasets), at step 0, every ``validation.every`` steps and after the last step.
+On resume these files are cut back to the checkpoint's step, so a resumed run's files equal an unbroken run's.
 
 Python ``logging`` (the ``mos_nemo.*`` loggers: per-dataset load counts, MoS updates, skipped optimizer
 steps) and Python warnings are set up once per process by ``configure_logging``: rank 0 writes to the
@@ -31,6 +34,7 @@ from mos_nemo.errors import MosDataError
 
 TRAIN_LOG = "train.jsonl"
 MIXTURE_LOG = "mixture.jsonl"
+VALIDATION_LOG = "validation.jsonl"
 
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -107,7 +111,7 @@ class RunLogger:
         if not enabled:
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        for name in (TRAIN_LOG, MIXTURE_LOG):
+        for name in (TRAIN_LOG, MIXTURE_LOG, VALIDATION_LOG):
             path = self.run_dir / name
             if resumed_step is None:
                 path.write_text("")  # a fresh run starts fresh logs
@@ -184,6 +188,18 @@ class RunLogger:
             self._tensorboard.add_scalar(f"mixture/reward/{name}", value, step)
         for name, value in (rewards_raw or {}).items():
             self._tensorboard.add_scalar(f"mixture/reward_raw/{name}", value, step)
+
+    def log_validation(self, step: int, losses: dict[str, float]) -> None:
+        """Append one validation.jsonl record and print the held-out losses."""
+        if not self.enabled:
+            return
+        mean = sum(losses.values()) / len(losses)
+        self._append(VALIDATION_LOG, {"step": step, "loss": losses, "mean": mean})
+        for name, value in losses.items():
+            self._tensorboard.add_scalar(f"validation/loss_{name}", value, step)
+        self._tensorboard.add_scalar("validation/mean", mean, step)
+        shown = " ".join(f"{name}={value:.4f}" for name, value in losses.items())
+        self.print(f"step {step}: held-out loss mean {mean:.4f} | {shown}")
 
     def _append(self, name: str, record: dict[str, Any]) -> None:
         with open(self.run_dir / name, "a") as handle:

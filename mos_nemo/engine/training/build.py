@@ -65,6 +65,27 @@ def load_datasets(config: MosConfig, tokenizer, parallel: ParallelState) -> list
         return load_sft_datasets(config.datasets, tokenizer, config.train.seq_length, cache, seed=config.run.seed)
 
 
+def split_validation(config: MosConfig, datasets: list[TokenizedDataset]) -> tuple[list, list]:
+    """(training datasets, held-out datasets): ``validation.holdout`` examples of each are held out."""
+    from mos_nemo.data.holdout import split_holdout
+
+    if config.validation.holdout == 0:
+        return datasets, []
+    parts = [split_holdout(d, config.validation.holdout, config.validation.seed) for d in datasets]
+    return [train for train, _ in parts], [held for _, held in parts]
+
+
+def build_validation(config: MosConfig, heldout: list[TokenizedDataset], model_config, pad_id: int,
+                     parallel: ParallelState):
+    """The held-out loss evaluator (None without held-out examples)."""
+    if not heldout:
+        return None
+    from mos_nemo.engine.training.validation import HeldOutLoss
+
+    return HeldOutLoss(heldout, parallel, config.train.micro_batch_size, config.train.seq_length, pad_id,
+                       model_config.hidden_size, config.validation.every)
+
+
 def total_steps(config: MosConfig, datasets: list[TokenizedDataset]) -> int:
     """``train.max_steps``, or ``train.epochs`` passes over all examples in global batches."""
     if config.train.max_steps is not None:

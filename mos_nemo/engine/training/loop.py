@@ -75,7 +75,7 @@ class Trainer:
         self.config, self.parallel = config, parallel
         self.tokenizer, tokenizer_dir = build.load_tokenizer(config, parallel)
         self.pad_id = pad_token_id(self.tokenizer)
-        self.datasets = build.load_datasets(config, self.tokenizer, parallel)
+        self.datasets, heldout = build.split_validation(config, build.load_datasets(config, self.tokenizer, parallel))
         self.names = [d.name for d in self.datasets]
         self.max_steps = build.total_steps(config, self.datasets)
         self.blend = build.build_blend(config, self.datasets, parallel)
@@ -90,7 +90,9 @@ class Trainer:
         self.reward_hook = build.build_reward_hook(config, self.datasets, self.hf_config, self.pad_id, parallel,
                                               hf_folder)
         build.apply_exclusions(config, self.blend, self.reward_hook, self.names)
+        self.validation = build.build_validation(config, heldout, self.hf_config, self.pad_id, parallel)
         self.step = 0
+        self.pending_validation = False  # a signalled step skipped its held-out loss; the next launch scores it
         self.pending_update = False  # a signalled step skipped its MoS update; the next launch runs it first
         self.nonfinite_steps: list[int] = []  # the current run of steps with a non-finite loss or grad norm
         self.resume_note = ""
@@ -111,6 +113,7 @@ class Trainer:
             self.reward_hook.load_state_dict(state["mixing"])
         self.step = state["step"]
         self.pending_update = state.get("pending_update", False)
+        self.pending_validation = state.get("pending_validation", False)
         build.apply_exclusions(self.config, self.blend, self.reward_hook, self.names)
         saved = state["saved_layout"]
         restored = "model, optimizer, LR schedule, data order, mixing state"
@@ -144,6 +147,7 @@ class Trainer:
             "step": self.step, "schedule": self.schedule.state_dict(), "blend": self.blend.state_dict(),
             "mixing": self.reward_hook.state_dict() if self.reward_hook is not None else None,
             "names": self.names, "pending_update": self.pending_update,
+            "pending_validation": self.pending_validation,
         }
         synchronize_params(self.model)  # the overlapped param all-gather must land before the save reads them
         checkpoint = self.config.checkpoint
@@ -196,6 +200,10 @@ class Trainer:
             shown = " ".join(f"{name}={p:.4f}" for name, p in self._weights().items())
             self.logger.print(f"step {self.step}: MoS update ({self.config.mixing.reward}, "
                               f"{update.seconds:.2f}s) -> weights {shown}")
+
+    def _validate(self) -> None:
+        """Score the held-out examples (validation.jsonl); its time counts as MoS-free step time."""
+        self.logger.log_validation(self.step, self.validation(self.model[0]))
 
     # ---- the loop --------------------------------------------------------------------------------
     def _one_step(self, stop: "StopRequest") -> bool:
@@ -266,6 +274,8 @@ class Trainer:
             self.logger.write_config(to_yaml(config), non_default_settings(config), path=config_path)
             self.logger.print(f"datasets: {', '.join(f'{d.name}={len(d)}' for d in self.datasets)}; "
                               f"{self.max_steps} steps; tp={parallel.tp} pp={parallel.pp} dp={parallel.dp}"
+                              + (f"; held out {config.validation.holdout} per dataset for validation"
+                                 if self.validation is not None else "")
                               + (f"; {self.resume_note}" if resumed is not None else ""))
             prepared = time.perf_counter()
             if self.reward_hook is not None:  # theta0's reference pool, scored before the first update
@@ -276,8 +286,15 @@ class Trainer:
             if self.pending_update:  # the signalled step's MoS update, skipped to save in time
                 self._maybe_update_mixture()
                 self.pending_update = False
+            if self.validation is not None and (resumed is None or self.pending_validation):
+                self._validate()  # step 0's held-out loss, or the one a signalled step skipped
+                self.pending_validation = False
             while self.step < last:
                 interrupted = self._one_step(stop)
+                if self.validation is not None and self.validation.due(self.step, self.max_steps):
+                    self.pending_validation = interrupted  # a signalled step saves first, scores on resume
+                    if not interrupted:
+                        self._validate()
                 every = config.checkpoint.every
                 due = (every and self.step % every == 0) or interrupted or self.step == last
                 if due and (self.step < self.max_steps or config.checkpoint.save_final or interrupted):
