@@ -11,9 +11,10 @@ seq_length as the loader does. The datasets are mixed in proportion to their siz
 tau = 1) through the real blend, collation and packing code (mos_nemo.data). Share = non-pad tokens /
 all tokens of the [b, s] batches the model runs. Columns:
 - padded: one example per row, padded to the micro batch's longest (a multiple of 8): train.pack=false;
-- per micro batch: rows packed within each micro batch of micro_batch_size examples (packing before the
-  whole-rank first-fit-decreasing packing; same numbers as `collate_sft(pack=True)` on each micro batch);
-- packed: train.pack=true (all of a rank's examples, first-fit decreasing, micro_batch_size rows each).
+- per micro batch: rows packed within each micro batch of micro_batch_size examples, what train.pack did
+  before it packed the whole global batch (`collate_sft(pack=True)` on each micro batch);
+- packed: train.pack=true (the whole global batch, first-fit decreasing, rows shared out over the DP
+  ranks, micro_batch_size rows per micro batch; a rank left without a row runs one empty row).
 Timing: the tiny Llama shape of bench/engine.py (4 layers, hidden 256, fp32), megatron-core train steps on
 CPU over the same draws, padded and packed alternating step by step (two models with the same initial
 weights; their first-step losses must agree); useful tokens/s counts non-pad tokens only.
