@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -65,7 +66,7 @@ def synthetic_dataset(row: Table6Row, count: int, seq_length: int, vocab_size: i
     turns = 1 + rng.poisson(row.turns - 1, count)
     examples = []
     for n in turns.tolist():
-        parts, mask = [np.zeros(CONVERSATION_TOKENS, dtype=bool)], None
+        parts = [np.zeros(CONVERSATION_TOKENS, dtype=bool)]  # system prompt and template: no loss
         for prompt, response in zip(_message_tokens(rng, row.instruction_words, n),
                                     _message_tokens(rng, row.response_words, n)):
             parts += [np.zeros(prompt, dtype=bool), np.ones(response, dtype=bool)]
@@ -155,8 +156,6 @@ def _train_models(shape: dict, seq_length: int):
 
 
 def timing(args) -> None:
-    import os
-
     from mos_nemo.engine.training.step import train_step
 
     for key, value in {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1",

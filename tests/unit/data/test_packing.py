@@ -85,7 +85,8 @@ def test_packed_micro_batches_hold_the_global_batch_once_and_agree_across_ranks(
         for row in range(batch["tokens"].shape[0]):
             segments = batch["segment_ids"][row]
             found += [batch["tokens"][row, segments == k].tolist() for k in range(1, int(segments.max()) + 1)]
-    expected = [table6[d][e]["input_ids"].tolist() for d, e in zip(draw.dataset_ids.tolist(), draw.example_ids.tolist())]
+    expected = [table6[d][e]["input_ids"].tolist()
+                for d, e in zip(draw.dataset_ids.tolist(), draw.example_ids.tolist())]
     assert sorted(found) == sorted(expected)  # the whole global batch, each example once, over both ranks
     padded = [local_micro_batches(bench.blend(table6, 16, mode, dp_rank=r, dp_size=dp).draw(), table6, micro, 0, seq)
               for r in range(dp)]
