@@ -69,9 +69,9 @@ class TrainConfig:
     max_steps: Optional[int] = None  # optimizer steps; set this or epochs
     epochs: Optional[float] = None  # passes over all datasets (sum of sizes / global batch per epoch)
     global_batch_size: int = 64  # examples per optimizer step, over all data-parallel ranks
-    micro_batch_size: int = 1  # examples per forward pass; accumulation = global / (micro * dp)
+    micro_batch_size: int = 1  # examples per forward pass (rows of seq_length with pack); accumulation fills the rest
     seq_length: int = 2048  # longer examples are truncated (tokenizer) and batches padded to at most this
-    pack: bool = False  # pack several examples into one row (segment-aware attention mask)
+    pack: bool = False  # pack the global batch into rows of seq_length (first-fit decreasing; segment-aware attention)
     stop_after: Optional[int] = None  # end this launch after this step (checkpoint, exit 0); schedule unchanged
     nonfinite_limit: int = 3  # stop with an error after this many steps in a row with a non-finite loss or grad norm
 

@@ -217,7 +217,7 @@ class Trainer:
             pad_multiple = train.seq_length
         micro_batches = local_micro_batches(
             draw, self.datasets, train.micro_batch_size, self.pad_id, seq_length=train.seq_length,
-            pack=train.pack, pad_to_multiple_of=pad_multiple,
+            pack=train.pack, pad_to_multiple_of=pad_multiple, fixed_rows=self.parallel.pp > 1,
         )
         micro_batches = [to_device(b, self.parallel.device) for b in micro_batches]  # pinned, non-blocking
         self.step += 1

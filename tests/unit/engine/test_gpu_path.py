@@ -96,8 +96,8 @@ def test_attention_inputs_no_mask_unpacked_thd_or_block_mask_packed():
         kwargs = model_inputs(unpacked, use_te)
         assert kwargs["attention_mask"] is None and "packed_seq_params" not in kwargs  # causal, fused kernels
         assert schedule_shape(unpacked, use_te) == tuple(unpacked["tokens"].shape[::-1])
-    packed = collate_sft(examples, pad_id=0, seq_length=16, pack=True)  # rows: [9 5 pad2] [12 3 pad1]
-    assert packed["cu_seqlens"].tolist() == [0, 9, 14, 16, 28, 31, 32] and packed["max_seqlen"] == 12
+    packed = collate_sft(examples, pad_id=0, seq_length=16, pack=True)  # longest first: [12 3 pad1] [9 5 pad2]
+    assert packed["cu_seqlens"].tolist() == [0, 12, 15, 16, 25, 30, 32] and packed["max_seqlen"] == 12
     local = model_inputs(packed, use_te=False)
     assert torch.equal(local["attention_mask"], attention_mask_from_segments(packed["segment_ids"]))
     te = model_inputs(packed, use_te=True)
