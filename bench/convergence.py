@@ -84,6 +84,12 @@ def steps_done(run_dir: Path) -> int:
     return len(path.read_text().splitlines()) if path.is_file() else 0
 
 
+def steps_kept(run_dir: Path) -> int:
+    """The steps an interrupted run resumes from: its checkpoint's (a run killed without one restarts)."""
+    saved = sorted((run_dir / "checkpoints").glob("step_*[0-9]"))
+    return int(saved[-1].name.split("_")[1]) if saved else 0
+
+
 class Study:
     """Runs every (strategy, seed) in turn; a signal to this process stops the current run with a checkpoint."""
 
@@ -117,7 +123,7 @@ class Study:
         bar = tqdm(total=total, unit="step", desc="convergence study", file=sys.stderr, mininterval=5)
         for strategy, seed in self.runs:
             run_dir = self.out / f"{strategy}_seed{seed}"
-            before = self.preset["steps"] if finished(run_dir, self.preset["steps"]) else steps_done(run_dir)
+            before = self.preset["steps"] if finished(run_dir, self.preset["steps"]) else steps_kept(run_dir)
             bar.update(before)
             if before == self.preset["steps"]:
                 continue
