@@ -114,3 +114,17 @@ def test_sigterm_to_one_rank_stops_both_at_the_same_micro_batch(tmp_path):
     assert complete_checkpoints(run_dir) == ["step_0000001"]
     manifest = json.loads((run_dir / "checkpoints" / "step_0000001" / "manifest.json").read_text())
     assert all(checksum is not None for _, checksum in manifest["files"].values())  # the periodic save's
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_with_pipeline_parallelism_the_step_in_flight_finishes(tmp_path):
+    """pp > 1 has no common micro-batch boundary (the stages interleave): the signalled step finishes."""
+    run_dir = tmp_path / "run"
+    process = start(run_dir, "parallel.pp=2", "train.max_steps=4", "checkpoint.every=0",
+                    "train.micro_batch_size=1", "train.global_batch_size=16", nproc=2)
+    _signal_during_step_2(run_dir, process, lambda: process.pid)
+    output = console(run_dir)
+    assert "stopped by a signal after step 2; resume with the same command" in output, output[-3000:]
+    assert [r["step"] for r in read_jsonl(run_dir / "train.jsonl")] == [1, 2]
+    assert complete_checkpoints(run_dir) == ["step_0000002"]
