@@ -5,13 +5,10 @@
     every mixing.update_every steps: reward hook -> new weights -> blend.set_weights ->
     checkpoint when due, on the last step, or after SIGTERM/SIGINT (then stop, exit 0).
 
-The signal path is short. With pp == 1 the ranks agree on the stop flag before each micro batch after the
-first: a signal abandons the step in flight at the next micro-batch boundary, undoes its draw, LR and RNG
-use (interrupt.py) and saves the previous step, unless that one is already saved. Otherwise (pp > 1, one
-micro batch, or a signal during the last micro batch) the flag is agreed right after the optimizer step,
-before the MoS update: the step skips its update (the checkpoint records it as pending and the resumed
-launch runs it first, so the run still continues exactly). Either way the save is in the fast format,
-without checksums.
+The signal path is short (interrupt.py). With pp == 1 a signal abandons the step in flight at its next
+micro-batch boundary, undoes it and saves the previous step (unless already saved). With pp > 1, one micro
+batch, or a signal in the last one, the step finishes and skips its MoS update (the checkpoint records it
+as pending; the resumed launch runs it first, so the run still continues exactly). Saves are fast, unhashed.
 
 Every rank runs the same loop; the blend draw is a pure function of (seed, step, weights), so the ranks
 agree on each global batch without talking. Only rank 0 writes logs.
