@@ -2,8 +2,10 @@
 
 torchrun forwards SIGTERM to its workers and SIGKILLs them ``--shutdown-timeout`` seconds later. Here a step
 is long (a large global batch) and its MoS update longer than that grace period; the signal arrives during
-the step's forward/backward. The run must skip the pending update, save at once and exit; the resumed
-launch runs the skipped update first (mixture.jsonl gets that step's record) and finishes.
+the step's forward/backward. Each rank's share of the batch is one micro batch, so there is no micro-batch
+boundary to stop at (test_reliability_mid_step.py covers those): the step finishes, and the run must skip
+the pending update, save at once and exit; the resumed launch runs the skipped update first (mixture.jsonl
+gets that step's record) and finishes.
 """
 
 import json
@@ -16,7 +18,8 @@ from tests.integration.reliability_runs import (
     complete_checkpoints, console, launch, start, steps_logged, wait_for_step)
 
 GRACE_S = 15  # torchrun's --shutdown-timeout here; the MoS update alone takes longer (about 20 s)
-SLOW = ["train.max_steps=3", "checkpoint.every=0", "train.global_batch_size=48", "mixing.strategy=mos",
+SLOW = ["train.max_steps=3", "checkpoint.every=0", "train.global_batch_size=48", "train.micro_batch_size=24",
+        "mixing.strategy=mos",
         "mixing.update_every=2", "mixing.inner_steps=8000", "mixing.reward_batch=4"]
 
 

@@ -80,7 +80,8 @@ def _sharded_state(model: list, optimizer, is_loading: bool, sharding: str) -> d
             "optimizer": optimizer.sharded_state_dict(model_state, is_loading=is_loading, metadata=metadata)}
 
 
-def _rng_state() -> dict[str, Any]:
+def rng_state() -> dict[str, Any]:
+    """This rank's RNG states: python, numpy, torch, megatron's tracker (and CUDA's on GPU)."""
     state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
              "tracker": get_cuda_rng_tracker().get_states()}
     if torch.cuda.is_available():
@@ -88,7 +89,8 @@ def _rng_state() -> dict[str, Any]:
     return state
 
 
-def _set_rng_state(state: dict[str, Any]) -> None:
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Put back states taken by ``rng_state``."""
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
@@ -111,7 +113,7 @@ def save_checkpoint(run_dir: str | Path, step: int, model: list, optimizer, trai
     with device_mode():
         dist_checkpointing.save(_sharded_state(model, optimizer, False, sharding), str(partial))
     (partial / "rng").mkdir(exist_ok=True)
-    torch.save(_rng_state(), partial / "rng" / f"rank_{parallel.rank:05d}.pt")
+    torch.save(rng_state(), partial / "rng" / f"rank_{parallel.rank:05d}.pt")
     if parallel.rank == 0:
         torch.save(trainer_state, partial / "trainer_state.pt")
         if config_yaml is not None:
@@ -217,6 +219,6 @@ def load_checkpoint(folder: str | Path, model: list, optimizer, parallel: Parall
     rng_file = folder / "rng" / f"rank_{parallel.rank:05d}.pt"
     trainer_state["rng_restored"] = same_layout and rng_file.is_file()
     if trainer_state["rng_restored"]:
-        _set_rng_state(torch.load(rng_file, weights_only=False))
+        set_rng_state(torch.load(rng_file, weights_only=False))
     trainer_state["saved_layout"] = {k: meta[k] for k in ("tp", "pp", "dp")}
     return trainer_state

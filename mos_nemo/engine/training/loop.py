@@ -5,9 +5,10 @@
     every mixing.update_every steps: reward hook -> new weights -> blend.set_weights ->
     checkpoint when due, on the last step, or after SIGTERM/SIGINT (then stop, exit 0).
 
-The signal path is short: the stop flag is agreed right after the optimizer step, before the MoS update,
-so a signalled step skips its update (the checkpoint records it as pending and the resumed launch runs it
-first, so the run still continues exactly) and saves at once in the fast format, without checksums.
+The signal path is short (interrupt.py). With pp == 1 a signal abandons the step in flight at its next
+micro-batch boundary, undoes it and saves the previous step (unless already saved). With pp > 1, one micro
+batch, or a signal in the last one, the step finishes and skips its MoS update (the checkpoint records it
+as pending; the resumed launch runs it first, so the run still continues exactly). Saves are fast, unhashed.
 
 Every rank runs the same loop; the blend draw is a pure function of (seed, step, weights), so the ranks
 agree on each global batch without talking. Only rank 0 writes logs.
@@ -17,18 +18,18 @@ from __future__ import annotations
 
 import logging
 import math
-import signal
 import time
 from pathlib import Path
 from typing import Optional
 
 import torch
-import torch.distributed as dist
 
 from mos_nemo.config import MosConfig, non_default_settings, to_yaml
 from mos_nemo.data import local_micro_batches, pad_token_id
 from mos_nemo.engine.training import build
-from mos_nemo.engine.training.checkpoint import find_latest, load_checkpoint, save_checkpoint, sharding_format
+from mos_nemo.engine.training.checkpoint import (
+    find_latest, load_checkpoint, rng_state, save_checkpoint, set_rng_state, sharding_format)
+from mos_nemo.engine.training.interrupt import StepInterrupted, StepSnapshot, StopRequest
 from mos_nemo.engine.training.resume_config import (
     changed_settings, check_resume_changes, describe_changes, launch_config_path)
 from mos_nemo.errors import MosTrainingError
@@ -39,33 +40,6 @@ from mos_nemo.engine.training.step import synchronize_params, train_step, wrap_f
 from mos_nemo.logs import RunLogger
 
 log = logging.getLogger(__name__)
-
-
-class StopRequest:
-    """Remembers SIGTERM/SIGINT so the current step can finish and be saved before exiting."""
-
-    def __init__(self):
-        self.requested = False
-        self._previous = {}
-
-    def install(self) -> None:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            self._previous[sig] = signal.signal(sig, self._handle)
-
-    def _handle(self, signum, frame) -> None:
-        self.requested = True
-
-    def uninstall(self) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-    def agreed(self, parallel: ParallelState) -> bool:
-        """True on every rank if any rank was signalled (ranks may see the signal at different steps)."""
-        if parallel.world_size == 1:
-            return self.requested
-        flag = torch.tensor([1.0 if self.requested else 0.0], device=parallel.device)
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-        return bool(flag.item() > 0)
 
 
 class Trainer:
@@ -94,6 +68,10 @@ class Trainer:
         self.step = 0
         self.pending_validation = False  # a signalled step skipped its held-out loss; the next launch scores it
         self.pending_update = False  # a signalled step skipped its MoS update; the next launch runs it first
+        self.saved_step: Optional[int] = None  # the step whose state run.dir's newest checkpoint holds
+        self.interrupted_during: Optional[str] = None  # "step N (after micro-batch k of m)" once abandoned
+        per_rank = config.train.global_batch_size // (parallel.dp * config.train.micro_batch_size)
+        self.abortable = parallel.pp == 1 and per_rank > 1  # a step can stop between its micro batches
         self.nonfinite_steps: list[int] = []  # the current run of steps with a non-finite loss or grad norm
         self.resume_note = ""
         self.mixing_seconds = 0.0  # MoS wall time not yet reported in train.jsonl
@@ -111,7 +89,7 @@ class Trainer:
         self.blend.load_state_dict(state["blend"])
         if self.reward_hook is not None and state["mixing"] is not None:
             self.reward_hook.load_state_dict(state["mixing"])
-        self.step = state["step"]
+        self.step = self.saved_step = state["step"]
         self.pending_update = state.get("pending_update", False)
         self.pending_validation = state.get("pending_validation", False)
         build.apply_exclusions(self.config, self.blend, self.reward_hook, self.names)
@@ -156,6 +134,7 @@ class Trainer:
                                  self.parallel, keep=checkpoint.keep,
                                  sharding=sharding_format(checkpoint.format, final), checksums=not signalled,
                                  config_yaml=to_yaml(self.config))
+        self.saved_step = self.step
         self.logger.print(f"saved checkpoint {folder} ({time.perf_counter() - started:.1f}s)")
 
     def _check_finite(self, loss: float, grad_norm) -> None:
@@ -210,6 +189,7 @@ class Trainer:
         """One optimizer step (and its MoS update unless a stop was requested); True if stopping."""
         # Time already spent on MoS before this step (the theta0 pool, scored before step 1) counts in it.
         started = time.perf_counter() - self.mixing_seconds
+        snapshot = StepSnapshot.take(self.blend, self.optimizer, rng_state) if self.abortable else None
         draw = self.blend.draw()
         train = self.config.train
         pad_multiple = self.config.data.pad_to_multiple_of * (self.parallel.tp if torch.cuda.is_available() else 1)
@@ -223,8 +203,13 @@ class Trainer:
         self.step += 1
         lr = self.schedule.lr_at(self.step)
         set_learning_rate(self.optimizer, lr)
-        result = train_step(self.model, self.optimizer, micro_batches, self.parallel, len(self.names),
-                            stop_requested=lambda: stop.requested)
+        try:
+            result = train_step(self.model, self.optimizer, micro_batches, self.parallel, len(self.names),
+                                stop_requested=lambda: stop.requested)
+        except StepInterrupted as interruption:  # nothing applied: undo the draw, LR and RNG; no log record
+            snapshot.restore(self.blend, self.optimizer, set_rng_state)
+            self.interrupted_during, self.step = f"step {self.step} ({interruption})", self.step - 1
+            return True
         self._check_finite(result.loss, result.grad_norm)
         interrupted = result.stop_requested  # agreed in the step's all-reduce; a signalled step saves at once
         if interrupted:
@@ -285,12 +270,15 @@ class Trainer:
                 self.logger.log_mixture(0, self._weights(), self._counts())
             if self.pending_update:  # the signalled step's MoS update, skipped to save in time
                 self._maybe_update_mixture()
-                self.pending_update = False
+                self.pending_update, self.saved_step = False, None  # the checkpoint predates the update
             if self.validation is not None and (resumed is None or self.pending_validation):
                 self._validate()  # step 0's held-out loss, or the one a signalled step skipped
                 self.pending_validation = False
             while self.step < last:
                 interrupted = self._one_step(stop)
+                if self.interrupted_during is not None:
+                    self._stop_mid_step()
+                    break
                 if self.validation is not None and self.validation.due(self.step, self.max_steps):
                     self.pending_validation = interrupted  # a signalled step saves first, scores on resume
                     if not interrupted:
@@ -308,6 +296,20 @@ class Trainer:
         finally:
             stop.uninstall()
             self.logger.close()
+
+    def _stop_mid_step(self) -> None:
+        """A signal abandoned the step in flight: save the state after the previous step (fast format)."""
+        if self.step == 0:
+            saved = "nothing was trained yet, so no checkpoint; the next launch starts afresh"
+        elif self.saved_step == self.step:
+            saved = f"step {self.step} is already saved"
+        else:
+            self._save(signalled=True)
+            saved = f"saved step {self.step}" if self.saved_step == self.step else f"step {self.step} not saved"
+        message = f"stopped by a signal during {self.interrupted_during}: {saved}; resume with the same command"
+        self.logger.print(message)
+        if self.parallel.rank > 0:  # rank 0 printed it; the others note where they stopped in their own log
+            log.info(message)
 
     def _export(self) -> None:
         from mos_nemo.engine.hf.weights import export_hf

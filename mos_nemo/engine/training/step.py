@@ -20,6 +20,7 @@ from mos_nemo.engine.cpu import device_mode
 from mos_nemo.engine.model.inputs import model_inputs, schedule_shape
 from mos_nemo.engine.model.layer_spec import transformer_engine_available
 from mos_nemo.engine.parallel import ParallelState
+from mos_nemo.engine.training.interrupt import MicroBatchFeed, StepInterrupted
 
 from megatron.core.distributed import (
     DistributedDataParallel,
@@ -119,24 +120,36 @@ def train_step(model: list[DistributedDataParallel], optimizer, micro_batches: l
                stop_requested: Optional[Callable[[], bool]] = None) -> StepResult:
     """Forward and backward over this rank's micro batches (gradient accumulation), then one optimizer step.
 
-    ``stop_requested`` (this rank's signal flag) is read after the optimizer step and agreed over all ranks
-    in the step's one all-reduce, so stopping costs no collective or host sync of its own.
+    ``stop_requested`` (this rank's signal flag) is agreed over all ranks between micro batches when
+    pp == 1 (see ``interrupt.py``): if any rank was signalled, every rank drops the step's gradients and
+    raises ``StepInterrupted`` before the optimizer step. Otherwise it is read after the optimizer step
+    and agreed in the step's one all-reduce, at no collective or host sync of its own.
     """
     for chunk in model:
         chunk.zero_grad_buffer()
     optimizer.zero_grad()
     use_te = transformer_engine_available()
     seq_length, micro_batch_size = schedule_shape(micro_batches[0], use_te)
+    feed = MicroBatchFeed(micro_batches, stop_requested if parallel.pp == 1 else None, parallel.world_size)
+    try:
+        with device_mode():
+            reports = get_forward_backward_func()(
+                forward_step_func=make_forward_step(num_datasets, use_te),
+                data_iterator=feed,
+                model=model,
+                num_microbatches=len(micro_batches),
+                seq_length=seq_length,
+                micro_batch_size=micro_batch_size,
+                forward_only=False,
+            )
+    except StepInterrupted:
+        # Left before the last micro batch: DDP's no_sync context has been exited, no gradient reduce has
+        # started and the optimizer has not run; only the accumulated partial gradients remain.
+        for chunk in model:
+            chunk.zero_grad_buffer()
+        optimizer.zero_grad()
+        raise
     with device_mode():
-        reports = get_forward_backward_func()(
-            forward_step_func=make_forward_step(num_datasets, use_te),
-            data_iterator=iter(micro_batches),
-            model=model,
-            num_microbatches=len(micro_batches),
-            seq_length=seq_length,
-            micro_batch_size=micro_batch_size,
-            forward_only=False,
-        )
         update_ok, grad_norm, _ = optimizer.step()
     signalled = stop_requested is not None and stop_requested()
     sums = _global_sums(reports, micro_batches, parallel, num_datasets, signalled)  # [N + 2, 3]
