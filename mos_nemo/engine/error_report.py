@@ -4,8 +4,9 @@ Our errors (``MosError``) are raised alike on every rank (config checks run ever
 checks such as the run-dir lock or checkpoint verification share their verdict), so rank 0 prints the
 message and the other ranks stay quiet. Under torchrun, each worker has an error file
 (``TORCHELASTIC_ERROR_FILE``); torchrun prints the earliest one as "Root Cause" at the very end of its
-output. Rank 0 writes our message there; the other ranks write a one-line pointer to rank 0, stamped a
-second later so that rank 0's stays the first observed failure. Exceptions that are not ours (bugs) go
+output. Rank 0 writes our message there; the other ranks write a one-line pointer to rank 0, stamped
+``POINTER_DELAY_S`` later so that rank 0's stays the first observed failure even when another rank reaches
+the same error first (on a loaded machine rank 0 can be seconds behind: a one-second margin lost that race). Exceptions that are not ours (bugs) go
 through torch's ``errors.record``, which puts their traceback in that block.
 """
 
@@ -17,6 +18,8 @@ import sys
 import time
 
 EXIT_USER_ERROR = 2
+POINTER_DELAY_S = 60  # torchrun shows the failure with the earliest error-file timestamp as the root cause
+RANK0_GRACE_S = 30  # how long other ranks wait for rank 0 to report (torchrun stops them when it exits)
 
 
 def _global_rank() -> int:
@@ -46,5 +49,10 @@ def report_user_error(error: BaseException) -> int:
         sys.stdout.flush()
         print(message, file=sys.stderr, flush=True)
     else:
-        _write_error_file(f"mos_nemo: rank {rank} stopped on the error reported by rank 0", now + 1)
+        _write_error_file(f"mos_nemo: rank {rank} stopped on the error reported by rank 0", now + POINTER_DELAY_S)
+        if os.environ.get("TORCHELASTIC_ERROR_FILE"):
+            # torchrun stops every worker as soon as one exits: leaving first, this rank would get rank 0
+            # killed before it printed the message. Rank 0 raises the same error and exits, and torchrun
+            # then ends this wait with SIGTERM (the wait only runs out if rank 0 is stuck elsewhere).
+            time.sleep(RANK0_GRACE_S)
     return EXIT_USER_ERROR

@@ -1,5 +1,6 @@
 """Under torchrun with two ranks, our error is printed once (rank 0), is the root cause torchrun prints
-last, and the other rank only points to rank 0. An unwritable run.dir is caught before any work."""
+last (also when rank 1 reaches the error first, as on a loaded machine), and the other rank at most points
+to rank 0. An unwritable run.dir is caught before any work."""
 
 import pytest
 
@@ -18,7 +19,10 @@ def test_config_error_is_printed_once_and_is_torchruns_root_cause(tmp_path):
     cause = root_cause(done.output)
     assert cause.startswith("mos_nemo: mixing.tau=-1"), done.output[-3000:]
     assert len(_worker_lines(done.output, "mos_nemo: mixing.tau")) == 1  # rank 0 only
-    assert "rank 1 stopped on the error reported by rank 0" in done.output  # rank 1's entry in "Failures"
+    # Rank 1 is quiet: at most its one-line pointer in torchrun's "Failures" list (absent when torchrun
+    # stopped it before it reached the error), never a traceback or a second copy of the message.
+    assert done.output.count("Traceback") == 1  # torchrun's own
+    assert done.output.count("rank 1 stopped on the error reported by rank 0") <= 1
 
 
 @pytest.mark.slow
