@@ -71,7 +71,9 @@ class Trainer:
         self.saved_step: Optional[int] = None  # the step whose state run.dir's newest checkpoint holds
         self.interrupted_during: Optional[str] = None  # "step N (after micro-batch k of m)" once abandoned
         per_rank = config.train.global_batch_size // (parallel.dp * config.train.micro_batch_size)
-        self.abortable = parallel.pp == 1 and per_rank > 1  # a step can stop between its micro batches
+        # A step can stop between its micro batches. Packed steps have at most per_rank micro batches too
+        # (rows <= examples), so a step that can raise StepInterrupted always has its snapshot.
+        self.abortable = parallel.pp == 1 and per_rank > 1
         self.nonfinite_steps: list[int] = []  # the current run of steps with a non-finite loss or grad norm
         self.resume_note = ""
         self.mixing_seconds = 0.0  # MoS wall time not yet reported in train.jsonl
@@ -181,7 +183,8 @@ class Trainer:
                               f"{update.seconds:.2f}s) -> weights {shown}")
 
     def _validate(self) -> None:
-        """Score the held-out examples (validation.jsonl); its time counts as MoS-free step time."""
+        """Score the held-out examples (validation.jsonl); outside the step's timing, so train.jsonl's
+        ``seconds`` stay training time."""
         self.logger.log_validation(self.step, self.validation(self.model[0]))
 
     # ---- the loop --------------------------------------------------------------------------------
