@@ -1,12 +1,12 @@
 # mos_nemo: the two commands a fresh machine needs are `make demo` and `make test`.
-# Pick another interpreter or torch build with e.g. `make test PYTHON=python3.12 TORCH='torch==2.9.1'`.
+# Pick another interpreter or torch build with e.g. `make test PYTHON=python3.12 TORCH='torch==2.9.1' VENV=.venv312`.
 PYTHON ?= python3.11
 TORCH ?= torch==2.13.0
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: venv test check demo clean
+.PHONY: venv test test-mcore-latest check demo clean
 
 venv: $(VENV)/.installed
 
@@ -25,6 +25,19 @@ test: venv
 	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests (exit 5)" >&2; fi; exit $$rc
 
+# CI's second leg (docs/versions.md): Python 3.12 with the newest megatron-core the pin admits (0.19.x, which
+# needs Python >= 3.12) and torch 2.9.1, the NGC 25.09 image's, in its own virtualenv. From PyPI that torch is
+# a CUDA build (about 5 GB with its nvidia-* wheels) that runs on CPU. It runs the tests that touch
+# megatron-core: the engine's unit tests and every integration (training, resume, reliability) test.
+LATEST_PYTHON ?= python3.12
+LATEST_TORCH ?= torch==2.9.1
+LATEST_VENV ?= .venv312
+LATEST_TESTS := tests/unit/engine tests/integration
+
+test-mcore-latest:
+	$(MAKE) test PYTHON=$(LATEST_PYTHON) TORCH='$(LATEST_TORCH)' VENV=$(LATEST_VENV) \
+		PYTEST_ARGS='$(LATEST_TESTS) $(PYTEST_ARGS)'
+
 # The edit-test loop: the fast unit tests (no slow, multi-process or network tests), in under two minutes.
 CHECK_ARGS := -q -m "not slow and not distributed and not network" tests/unit
 
@@ -35,4 +48,4 @@ demo: venv
 	$(PY) -m mos_nemo.demo
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) $(LATEST_VENV) .pytest_cache .hypothesis

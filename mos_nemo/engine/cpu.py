@@ -1,4 +1,4 @@
-"""Shims that let megatron-core 0.16 run on a machine without CUDA (docs/engine.md, "megatron-core on CPU").
+"""Shims that let megatron-core (0.16 to 0.19) run on a machine without CUDA (docs/engine.md, "megatron-core on CPU").
 
 Used only when ``torch.cuda.is_available()`` is False; on a GPU every function here is a no-op, so the
 training code calls them unconditionally:
@@ -10,6 +10,9 @@ training code calls them unconditionally:
 Why each shim exists (megatron-core hard-codes CUDA in these places):
 - ``torch.cuda.current_device`` returns ``"cpu"``: RoPE and the global memory buffer allocate on it.
 - ``torch.cuda.synchronize`` is a no-op: the pipeline schedules call it.
+- ``torch.cuda.current_stream`` returns a stream whose waits are no-ops: from megatron-core 0.17 on,
+  ``_ParamAndGradBucketGroup.start_grad_sync`` (every step's gradient reduce) asks for the current stream
+  unconditionally, to wait on CUDA-graph events that never exist on CPU.
 - ``Tensor.cuda()`` returns the tensor itself: tied embeddings with PP>1 and the distributed optimizer move
   tensors to CUDA before a collective.
 - ``Tensor.type()`` (no-argument form) reports ``torch.cuda.FloatTensor`` for CPU tensors: grad clipping and
@@ -49,6 +52,23 @@ def _cpu_type_name(tensor: torch.Tensor, original_type, *args, **kwargs):
     return name
 
 
+class CpuStream:
+    """Stands in for ``torch.cuda.current_stream()``: on CPU every kernel has run when the call returns, so
+    there is nothing to wait for."""
+
+    def wait_event(self, event) -> None:
+        pass
+
+    def wait_stream(self, stream) -> None:
+        pass
+
+    def synchronize(self) -> None:
+        pass
+
+
+_CPU_STREAM = CpuStream()
+
+
 def install_cpu_shims() -> None:
     """Patch the few CUDA entry points megatron-core uses unconditionally. Idempotent; no-op on GPU."""
     global _installed
@@ -64,6 +84,7 @@ def install_cpu_shims() -> None:
 
     torch.cuda.current_device = lambda: "cpu"
     torch.cuda.synchronize = lambda *args, **kwargs: None
+    torch.cuda.current_stream = lambda *args, **kwargs: _CPU_STREAM
     torch.Tensor.cuda = tensor_cuda
     torch.Tensor.type = tensor_type
     _installed = True

@@ -19,6 +19,15 @@ def command(run_dir: Path, *overrides: str, nproc: int = 1, torchrun_flags: tupl
             "--config-name", "tiny_cpu", f"run.dir={run_dir}", *overrides]
 
 
+def shutdown_timeout_flags(seconds: int) -> tuple[str, ...]:
+    """torchrun's ``--shutdown-timeout SECONDS`` where it has the flag (torch >= 2.12); torch 2.9 (CI's second
+    leg, the NGC 25.09 image) has none and SIGKILLs its workers a fixed 30 s after forwarding SIGTERM."""
+    from torch.distributed.run import get_args_parser
+
+    has_flag = "--shutdown-timeout" in get_args_parser()._option_string_actions
+    return ("--shutdown-timeout", str(seconds)) if has_flag else ()
+
+
 def _env() -> dict:
     env = dict(os.environ)
     env["PYTHONPATH"] = f"{ROOT}{os.pathsep}{env.get('PYTHONPATH', '')}"

@@ -4,11 +4,13 @@ mixture.jsonl), in one process group at DP=1 with the distributed optimizer and 
 import os
 
 import pytest
+import torch
 
 from mos_nemo.config import compose_config
 from mos_nemo.config_checks import validate
 from mos_nemo.engine.training.loop import Trainer
 from mos_nemo.engine.parallel import destroy_parallel, initialize_parallel
+from mos_nemo.engine.training.optimizer_state import torch_optimizers
 from mos_nemo.logs import read_jsonl
 
 K = 4
@@ -16,10 +18,14 @@ OVERRIDES = [f"train.max_steps={2 * K}", "checkpoint.every=0", "mixing.strategy=
              "mixing.reward_batch=4", "mixing.inner_steps=20", "mixing.tau=1.0"]
 
 
-def _train(run_dir, *extra):
+def _trainer(run_dir, *extra) -> Trainer:
     config = compose_config("tiny_cpu", OVERRIDES + [f"run.dir={run_dir}", *extra])
     validate(config, world_size=1)
-    return Trainer(config, PARALLEL[0]).run()
+    return Trainer(config, PARALLEL[0])
+
+
+def _train(run_dir, *extra):
+    return _trainer(run_dir, *extra).run()
 
 
 PARALLEL = []
@@ -84,3 +90,35 @@ def test_packed_and_unpacked_batches_train_alike(tmp_path):
     assert abs(packed[0]["loss"] - padded[0]["loss"]) < 1e-5  # same model, same batch
     for mine, theirs in zip(packed[1:], padded[1:]):  # after updates: summation order differs, 1e-4
         assert abs(mine["loss"] - theirs["loss"]) < 1e-4, mine["step"]
+
+
+def _adam_moments(optimizer) -> list[torch.Tensor]:
+    """Every parameter's exp_avg and exp_avg_sq, in the optimizer's own group and parameter order."""
+    return [torch_optimizer.state[param][key].clone()
+            for torch_optimizer in torch_optimizers(optimizer) for group in torch_optimizer.param_groups
+            for param in group["params"] for key in ("exp_avg", "exp_avg_sq")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("distributed_optimizer", [True, False])
+def test_resume_with_a_changed_lr_restores_the_optimizer_state(tmp_path, distributed_optimizer):
+    """checkpoint.allow_changes=[optim.lr]: the Adam moments come back bit for bit and the new LR governs the
+    remaining steps. megatron-core >= 0.17 pairs the saved param groups by their max_lr / min_lr too, so the
+    old LR in the checkpoint must not make the load fail (KeyError / ValueError) or lose the moments."""
+    run_dir = tmp_path / "run"
+    layout = [f"parallel.distributed_optimizer={distributed_optimizer}", "train.max_steps=4"]
+    first = _trainer(run_dir, *layout, "train.stop_after=2")
+    assert first.run() == 2
+    saved = _adam_moments(first.optimizer)
+    assert saved and all(moment.abs().sum() > 0 for moment in saved)  # two steps have filled them
+
+    changed = [*layout, "optim.lr=0.02", "checkpoint.allow_changes=[optim.lr]"]
+    resumed = _trainer(run_dir, *changed)
+    assert resumed._resume() == 2  # the load run() starts with
+    loaded = _adam_moments(resumed.optimizer)
+    assert len(loaded) == len(saved) and all(torch.equal(a, b) for a, b in zip(loaded, saved))
+
+    assert _trainer(run_dir, *changed).run() == 4
+    logged = {record["step"]: record["lr"] for record in read_jsonl(run_dir / "train.jsonl")}
+    # Appendix C's schedule, 1 warm-up step of 4: step t > 1 takes 0.02 * (4 - t + 1) / 4
+    assert [logged[3], logged[4]] == pytest.approx([0.02 * 2 / 4, 0.02 * 1 / 4])

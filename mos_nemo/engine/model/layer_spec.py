@@ -9,6 +9,8 @@ Both specs use the same sharded-state-dict keys, so distributed checkpoints move
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 from torch import Tensor
 
@@ -68,7 +70,29 @@ class RMSNorm(torch.nn.Module):
         return self.weight * normed.to(x.dtype)
 
 
-def local_layer_spec() -> ModuleSpec:
+def mlp_with_width(mlp, ffn_hidden_size: int):
+    """The layer's MLP builder with its width given, as megatron-core asks from 0.16 on (an MLP built without
+    ``ffn_hidden_size`` warns that the fallback to ``config.ffn_hidden_size`` will become an error).
+
+    megatron-core 0.16 builds the MLP from a ``ModuleSpec`` (the width goes in its params); from 0.17 the
+    layer calls a builder, ``partial(MLP.as_mlp_submodule, ...)``, and rewraps a ``ModuleSpec`` of MLP into
+    one with a warning per layer. Both take the width as a keyword.
+    """
+    if isinstance(mlp, ModuleSpec):
+        return ModuleSpec(module=mlp.module, submodules=mlp.submodules,
+                          params={**mlp.params, "ffn_hidden_size": ffn_hidden_size})
+    return partial(mlp, ffn_hidden_size=ffn_hidden_size)
+
+
+def local_mlp(ffn_hidden_size: int):
+    """megatron-core's MLP (fc1 column-parallel, fc2 row-parallel) in the form this megatron-core builds."""
+    submodules = MLPSubmodules(linear_fc1=ColumnParallelLinear, linear_fc2=RowParallelLinear)
+    if hasattr(MLP, "as_mlp_submodule"):  # megatron-core >= 0.17
+        return mlp_with_width(partial(MLP.as_mlp_submodule, submodules=submodules), ffn_hidden_size)
+    return mlp_with_width(ModuleSpec(module=MLP, submodules=submodules), ffn_hidden_size)
+
+
+def local_layer_spec(ffn_hidden_size: int) -> ModuleSpec:
     """One decoder layer from megatron-core modules, with SDPA attention and our RMSNorm."""
     return ModuleSpec(
         module=TransformerLayer,
@@ -87,8 +111,7 @@ def local_layer_spec() -> ModuleSpec:
             ),
             self_attn_bda=get_bias_dropout_add,
             pre_mlp_layernorm=RMSNorm,
-            mlp=ModuleSpec(module=MLP, submodules=MLPSubmodules(
-                linear_fc1=ColumnParallelLinear, linear_fc2=RowParallelLinear)),
+            mlp=local_mlp(ffn_hidden_size),
             mlp_bda=get_bias_dropout_add,
             # The checkpoint keys of the TE spec, where the norms live inside the following linear.
             sharded_state_dict_keys_map={
@@ -111,8 +134,10 @@ def decoder_block_spec(config: TransformerConfig, use_te: bool) -> ModuleSpec | 
 
         spec = get_gpt_layer_with_transformer_engine_spec()
         spec.submodules.self_attention.params = {"attn_mask_type": AttnMaskType.causal}
+        spec.submodules.mlp = mlp_with_width(spec.submodules.mlp, config.ffn_hidden_size)
         return spec
     from megatron.core.transformer.transformer_block import get_num_layers_to_build
 
     layers = get_num_layers_to_build(config)
-    return TransformerBlockSubmodules(layer_specs=[local_layer_spec()] * layers, layer_norm=RMSNorm)
+    return TransformerBlockSubmodules(layer_specs=[local_layer_spec(config.ffn_hidden_size)] * layers,
+                                      layer_norm=RMSNorm)

@@ -37,7 +37,7 @@ from mos_nemo.engine.cpu import device_mode
 from mos_nemo.engine.parallel import ParallelState
 from mos_nemo.engine.training.checkpoint_files import (
     LATEST, META, PARTIAL, is_complete, previous_complete, step_folders, verify_manifest, write_manifest)
-from mos_nemo.engine.training.optimizer_state import OptimizerLoad
+from mos_nemo.engine.training.optimizer_state import OptimizerLoad, adopt_lr_bounds
 from mos_nemo.engine.training.step import unwrap
 from mos_nemo.errors import MosCheckpointError
 
@@ -206,6 +206,7 @@ def load_checkpoint(folder: str | Path, model: list, optimizer, parallel: Parall
         with torch.no_grad(), device_mode(), optimizer_load.context():
             state = load_tolerant(_sharded_state(model, optimizer, True, sharding), folder)
             apply_model_state(unwrap(model[0]), state["model"])
+            adopt_lr_bounds(state["optimizer"], optimizer)
             optimizer.load_state_dict(state["optimizer"])
         trainer_state = torch.load(folder / "trainer_state.pt", weights_only=False)
     except MosCheckpointError as error:

@@ -8,6 +8,10 @@ distributed optimizer copies a checkpoint's per-parameter tensors in, and one ``
 afterwards (megatron restores a single shared one, which AdamW would then advance once per parameter).
 FusedAdam keeps ``step`` in its param groups instead; giving it a per-parameter ``step`` makes its
 ``state_dict()`` raise KeyError 'step', so the workarounds apply only to torch's AdamW.
+
+Whatever the Adam, megatron pairs a checkpoint's param groups with the optimizer's by a tuple of group fields
+(``param_group_identifier_keys``); from megatron-core 0.17 that tuple holds ``max_lr`` and ``min_lr``, so
+the saved groups are given this launch's values first (``adopt_lr_bounds``).
 """
 
 from __future__ import annotations
@@ -82,6 +86,41 @@ def _untie_step_tensors(optimizer) -> None:
         for state in torch_optimizer.state.values():
             if isinstance(state.get("step"), torch.Tensor):
                 state["step"] = state["step"].clone()
+
+
+# megatron's OptimizerConfig lr / min_lr (optim.lr, optim.min_lr), copied into every param group. Inert here:
+# set_learning_rate writes each group's lr every step from our LinearSchedule, and megatron's scheduler, the
+# only reader of these two, is not used.
+LR_BOUND_KEYS = ("max_lr", "min_lr")
+
+
+def _saved_param_groups(state: dict) -> list[list[dict]]:
+    """The param-group lists in a loaded optimizer state, whichever nesting megatron gave it: the torch
+    optimizer's own dict (``param_groups``), a wrapper's (``{"optimizer": that, ...}``), or one per optimizer
+    when megatron chains several (``{0: ..., 1: ...}``)."""
+    if isinstance(state.get("param_groups"), list):
+        return [state["param_groups"]]
+    if isinstance(state.get("optimizer"), dict):
+        return _saved_param_groups(state["optimizer"])
+    return [groups for key, part in state.items() if isinstance(key, int) and isinstance(part, dict)
+            for groups in _saved_param_groups(part)]
+
+
+def adopt_lr_bounds(state: dict, optimizer) -> None:
+    """Give the checkpoint's param groups this launch's ``max_lr`` / ``min_lr``.
+
+    megatron-core >= 0.17 matches saved groups to the optimizer's by every ``ParamGroupOverride`` field,
+    these two included; a resume that changes ``optim.lr`` or ``optim.min_lr`` (``checkpoint.allow_changes``)
+    would otherwise find no saved group (KeyError in the distributed optimizer's load, ValueError in the
+    others) although the groups, their parameters and their Adam state are the same. A key keeps its saved
+    value unless every current group has the same one.
+    """
+    current = {key: {group.get(key) for group in optimizer.param_groups} for key in LR_BOUND_KEYS}
+    for groups in _saved_param_groups(state):
+        for group in groups:
+            for key, values in current.items():
+                if key in group and len(values) == 1:
+                    group[key] = next(iter(values))
 
 
 class OptimizerLoad:

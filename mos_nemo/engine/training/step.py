@@ -9,6 +9,7 @@ count over DP and scales the gradients by 1 / count. The logged loss is that sam
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from functools import partial
 from typing import Callable, Iterator, Optional
@@ -55,14 +56,38 @@ def ddp_config(use_distributed_optimizer: bool, on_gpu: bool) -> DistributedData
     )
 
 
+def distributed_optimizer_layout(model: torch.nn.Module, ddp: DistributedDataParallelConfig) -> dict:
+    """DDP's keyword for the distributed optimizer's buffer layout, computed before DDP as megatron-LM does.
+
+    From megatron-core 0.17, DDP given the distributed optimizer but no ``full_param_layout`` warns that
+    computing it itself is deprecated. The layout here is the one DDP would compute: buckets of
+    ``max(40M, 1M * dp)`` elements with an overlapped reduce, one bucket without (or on a later pipeline
+    stage), over the data-parallel (with context-parallel) group. Empty on 0.16, whose DDP takes no layout.
+    """
+    if not ddp.use_distributed_optimizer or "full_param_layout" not in inspect.signature(
+            DistributedDataParallel.__init__).parameters:
+        return {}
+    from megatron.core import parallel_state
+    from megatron.core.optimizer.distrib_optimizer import DistributedOptimizer
+
+    dp_size = parallel_state.get_data_parallel_group(with_context_parallel=True, partial_data_parallel=True).size()
+    bucket_size = None
+    if ddp.overlap_grad_reduce and parallel_state.get_pipeline_model_parallel_rank() == 0:
+        bucket_size = ddp.bucket_size or max(40_000_000, 1_000_000 * dp_size)
+    params = [param for param in model.parameters() if param.requires_grad]
+    return {"full_param_layout": DistributedOptimizer.compute_full_param_layout(params, bucket_size, dp_size, ddp)}
+
+
 def wrap_for_training(model: torch.nn.Module, use_distributed_optimizer: bool) -> list[DistributedDataParallel]:
     """megatron DDP around the model, with the per-token loss normalisation wired into its config."""
     config = model.config
     config.calculate_per_token_loss = True  # before DDP: it decides how DDP scales reduced gradients
+    settings = ddp_config(use_distributed_optimizer, torch.cuda.is_available())
     ddp = DistributedDataParallel(
         config=config,
-        ddp_config=ddp_config(use_distributed_optimizer, torch.cuda.is_available()),
+        ddp_config=settings,
         module=model,
+        **distributed_optimizer_layout(model, settings),
     )
     config.finalize_model_grads_func = finalize_model_grads
     config.no_sync_func = ddp.no_sync

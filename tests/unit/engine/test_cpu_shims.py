@@ -36,3 +36,10 @@ def test_device_mode_maps_cuda_devices_to_cpu():
     assert moved_kw.dtype == torch.float64
     with pytest.raises((RuntimeError, AssertionError)):
         torch.zeros(2, device="cuda")  # outside the mode, CUDA is still absent
+
+
+def test_current_stream_is_a_stream_with_nothing_to_wait_for():
+    install_cpu_shims()
+    stream = torch.cuda.current_stream()
+    assert stream is torch.cuda.current_stream()
+    assert stream.wait_event(object()) is None and stream.wait_stream(stream) is None and stream.synchronize() is None
