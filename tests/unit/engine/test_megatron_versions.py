@@ -64,4 +64,5 @@ def test_the_docker_image_pins_a_megatron_core_that_ci_runs():
         "dependencies"] if r.startswith("megatron-core"))
     assert requirement.specifier.contains(pinned.group(1)), (pinned.group(1), str(requirement))
     if sys.version_info >= (3, 12):
-        assert pinned.group(1) == version("megatron-core")
+        installed = version("megatron-core")
+        assert pinned.group(1) == installed, f"CI installed megatron-core {installed}: pin docker/Dockerfile to it"
