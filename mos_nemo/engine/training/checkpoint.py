@@ -84,8 +84,12 @@ def _sharded_state(model: list, optimizer, is_loading: bool, sharding: str) -> d
     # mem_efficient: the fully_reshardable gather goes over gloo to DP rank 0 only (megatron 0.16
     # distrib_optimizer.sharded_param_state_fully_reshardable); loading is the same either way.
     metadata = {"distrib_optim_sharding_type": sharding, "distrib_optim_fully_reshardable_mem_efficient": True}
-    return {"model": model_state,
-            "optimizer": optimizer.sharded_state_dict(model_state, is_loading=is_loading, metadata=metadata)}
+    optimizer_state = optimizer.sharded_state_dict(model_state, is_loading=is_loading, metadata=metadata)
+    if not is_loading and optimizer_state.get("param_state", 0) is None:
+        # memory-efficient save off DP rank 0: nothing to write. Dropped, else megatron warns on every such
+        # save that this rank's common state (param_state=None) differs from rank 0's.
+        del optimizer_state["param_state"]
+    return {"model": model_state, "optimizer": optimizer_state}
 
 
 def rng_state() -> dict[str, Any]:
