@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from mos_nemo.choices import Dtype
 from mos_nemo.config import MosConfig
 from mos_nemo.data.spec import HF_PREFIX, validate_dataset_configs
 from mos_nemo.errors import MosConfigError
@@ -85,11 +86,32 @@ BOUNDS = {
 }
 
 
-def validate(config: MosConfig, world_size: int, check_paths: bool = True) -> None:
-    """Raise ``MosConfigError`` for the first problem found; ``world_size`` is the number of processes."""
+@dataclass(frozen=True)
+class Engine:
+    """What the run's processes will use, which some checks depend on: a GPU, and Transformer Engine's layer
+    spec (megatron's verdict, ``layer_spec.transformer_engine_available``). ``detect()`` asks this machine;
+    tests pass the GPU cluster's answer."""
+
+    on_gpu: bool
+    use_te: bool
+
+    @staticmethod
+    def detect() -> "Engine":
+        import torch
+
+        from mos_nemo.engine.model.layer_spec import transformer_engine_available
+
+        return Engine(on_gpu=torch.cuda.is_available(), use_te=transformer_engine_available())
+
+
+def validate(config: MosConfig, world_size: int, check_paths: bool = True, engine: Engine | None = None) -> None:
+    """Raise ``MosConfigError`` for the first problem found; ``world_size`` is the number of processes,
+    ``engine`` the GPU / Transformer Engine the run will use (default: this machine's)."""
+    engine = Engine.detect() if engine is None else engine
     _check_bounds(config)
     _check_model(config, check_paths)
-    _check_parallel(config, world_size)
+    _check_parallel(config, world_size, engine)
+    _check_attention(config, engine)
     _check_train(config)
     _check_datasets(config, check_paths)
     _check_mixing(config)
@@ -146,7 +168,7 @@ def _check_model_path(key: str, value: str, check_paths: bool) -> None:
         _fail(key, value, "no config.json there: give a Hugging Face model folder (convert or download it first)")
 
 
-def _check_parallel(config: MosConfig, world_size: int) -> None:
+def _check_parallel(config: MosConfig, world_size: int, engine: Engine) -> None:
     tp, pp = config.parallel.tp, config.parallel.pp
     if world_size % (tp * pp) != 0:
         _fail("parallel.tp", tp, f"parallel.tp * parallel.pp = {tp * pp} must divide the number of processes "
@@ -156,6 +178,26 @@ def _check_parallel(config: MosConfig, world_size: int) -> None:
     if train.global_batch_size % (train.micro_batch_size * dp) != 0:
         _fail("train.global_batch_size", train.global_batch_size, f"must be a multiple of train.micro_batch_size "
               f"({train.micro_batch_size}) x data-parallel size ({dp} = {world_size} processes / (tp*pp))")
+    # Sequence parallelism (GPU, tp > 1: build.py) splits every [s, b, h] activation into tp slices of s; the
+    # collate pads a micro batch to a multiple of tp but caps it at seq_length, and packed rows are exactly
+    # seq_length, so seq_length itself must split evenly.
+    if engine.on_gpu and config.parallel.sequence_parallel and tp > 1 and train.seq_length % tp != 0:
+        _fail("train.seq_length", train.seq_length, f"must be a multiple of parallel.tp={tp} with "
+              f"parallel.sequence_parallel=true (each TP rank holds seq_length / tp tokens); round it to "
+              f"{train.seq_length // tp * tp} or {-(-train.seq_length // tp) * tp}, or set "
+              "parallel.sequence_parallel=false")
+
+
+def _check_attention(config: MosConfig, engine: Engine) -> None:
+    """Packed rows reach Transformer Engine in the THD layout; TE 2.7 has no fp32 kernel for it (fp32 rules
+    out its flash and fused backends, THD its unfused one) and fails at the first forward with "No dot
+    product attention backend is available" (docs/engine.md, "Sequence packing")."""
+    dtype = config.model.dtype
+    fp32 = dtype == Dtype.fp32 or (dtype == Dtype.auto and not engine.on_gpu)
+    if engine.use_te and config.train.pack and fp32:
+        _fail("model.dtype", str(dtype),
+              "with train.pack=true and Transformer Engine, attention needs bf16: Transformer Engine has no fp32 "
+              "kernel for packed (THD) rows. Set model.dtype=bf16 (or auto on GPU), or train.pack=false")
 
 
 def _check_train(config: MosConfig) -> None:

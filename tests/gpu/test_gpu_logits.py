@@ -45,9 +45,14 @@ def test_logits_match_hf_on_gpu(single_process_group, hf_dirs, family, dtype, us
         assert result.top1_agreement >= 0.95, result
 
 
-@pytest.mark.parametrize("use_te", SPECS, ids=lambda te: "te" if te else "local")
-def test_packed_equals_unpacked_on_gpu(single_process_group, hf_dirs, use_te):
-    config, model = _model(hf_dirs / "llama", torch.float32, use_te)
+# TE has no fp32 kernel for packed (THD) rows (config_checks refuses model.dtype=fp32 with train.pack=true
+# under TE), so TE runs bf16 only; the local spec runs both.
+PACKED = [(False, torch.float32), (False, torch.bfloat16)] + [(True, torch.bfloat16)] * (True in SPECS)
+
+
+@pytest.mark.parametrize("use_te, dtype", PACKED, ids=lambda v: {False: "local", True: "te"}.get(v, str(v)[6:]))
+def test_packed_equals_unpacked_on_gpu(single_process_group, hf_dirs, use_te, dtype):
+    config, model = _model(hf_dirs / "llama", dtype, use_te)
     generator = torch.Generator().manual_seed(3)
     examples = []
     for n in (9, 5, 12, 3):
@@ -61,6 +66,7 @@ def test_packed_equals_unpacked_on_gpu(single_process_group, hf_dirs, use_te):
     with torch.no_grad():
         alone = model(**model_inputs(unpacked, use_te)).reshape(unpacked["tokens"].shape)
         together = model(**model_inputs(packed, use_te)).reshape(packed["tokens"].shape)
-    a = float((alone * unpacked["loss_mask"]).sum())
-    b = float((together * packed["loss_mask"]).sum())
-    assert abs(a - b) < 1e-3 * float(unpacked["loss_mask"].sum())
+    a = float((alone.float() * unpacked["loss_mask"]).sum())
+    b = float((together.float() * packed["loss_mask"]).sum())
+    per_token = 1e-3 if dtype == torch.float32 else 3e-2  # bf16: the kernels round in another order
+    assert abs(a - b) < per_token * float(unpacked["loss_mask"].sum())

@@ -13,7 +13,8 @@ The HF config decides the architecture; megatron's TransformerConfig mirrors it:
 | Gemma's sqrt(h) embed scale | a forward hook on the embedding                             |
 
 RoPE positions are 0..s-1 within a row, whatever ``position_ids`` says (megatron's RotaryEmbedding ignores
-them). With packed rows and ``attention_mask_from_segments`` that equals HF's per-example positions up to
+them). With packed rows attending within their example (``DocumentSpans``, or the dense mask of
+``attention_mask_from_segments``) that equals HF's per-example positions up to
 rounding, because RoPE scores depend only on the distance between two tokens of the same example.
 """
 

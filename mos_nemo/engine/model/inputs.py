@@ -6,7 +6,7 @@ Three cases, chosen from the batch alone (no host sync: ``collate_sft`` marks pa
 | ---------------------- | ------- | ------------------------------------------------------------------- |
 | one example per row    | any     | none: causal (TE fused / SDPA is_causal); right padding is harmless  |
 | packed rows            | TE      | PackedSeqParams, THD: rows flattened to [1, b*s], cu_seqlens         |
-| packed rows            | local   | block-diagonal causal mask [b, 1, s, s] (SDPA's masked kernel)       |
+| packed rows            | local   | DocumentSpans (host): one causal SDPA call per example               |
 Right padding needs no mask: a causal query never sees a later key, so real tokens never see pads, and
 the loss mask and the pooling mask drop the pads' own outputs.
 """
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from mos_nemo.engine.model.gpt import attention_mask_from_segments
+from mos_nemo.engine.model.attention import DocumentSpans
 
 
 def is_packed(batch: dict) -> bool:
@@ -33,9 +33,9 @@ def model_inputs(batch: dict, use_te: bool, with_labels: bool = True) -> dict:
     labels = batch["labels"] if with_labels else None  # [b, s]
     if not is_packed(batch):
         return dict(input_ids=tokens, position_ids=positions, attention_mask=None, labels=labels)
-    if not use_te:
-        return dict(input_ids=tokens, position_ids=positions, labels=labels,
-                    attention_mask=attention_mask_from_segments(batch["segment_ids"]))  # [b, 1, s, s]
+    if not use_te:  # the spans to_device read on the host, else read back here (one sync)
+        spans = batch.get("document_spans") or DocumentSpans.from_segments(batch["segment_ids"])
+        return dict(input_ids=tokens, position_ids=positions, labels=labels, attention_mask=spans)
     from megatron.core.packed_seq_params import PackedSeqParams
 
     cu_seqlens, longest = batch["cu_seqlens"], int(batch["max_seqlen"])  # [k + 1] int32, python int
@@ -55,9 +55,11 @@ def schedule_shape(batch: dict, use_te: bool) -> tuple[int, int]:
 def to_device(batch: dict, device: torch.device) -> dict:
     """Tensors of ``batch`` on ``device``: through pinned memory and non-blocking on CUDA, as-is on CPU.
 
-    ``max_seqlen`` stays a Python int (TE takes it as a kernel argument; a device tensor would sync).
+    ``max_seqlen`` stays a Python int (TE takes it as a kernel argument; a device tensor would sync); packed
+    batches also get their ``document_spans``, read here from the host tensors for the local spec.
     """
+    host = {"document_spans": DocumentSpans.from_segments(batch["segment_ids"])} if is_packed(batch) else {}
     if device.type != "cuda":
-        return dict(batch)
-    return {key: value.pin_memory().to(device, non_blocking=True) if isinstance(value, torch.Tensor) else value
-            for key, value in batch.items()}
+        return {**batch, **host}
+    return {**{key: value.pin_memory().to(device, non_blocking=True) if isinstance(value, torch.Tensor) else value
+               for key, value in batch.items()}, **host}

@@ -127,7 +127,7 @@ def decoder_block_spec(config: TransformerConfig, use_te: bool) -> ModuleSpec | 
 
     Both use causal attention without a mask tensor: TE then picks its fused (flash / cuDNN) kernels, which it
     cannot for ``AttnMaskType.arbitrary``. Packed rows reach TE as ``PackedSeqParams`` (THD, cu_seqlens);
-    SDPACoreAttention takes a block-diagonal mask for them (see attention_inputs in step.py).
+    SDPACoreAttention takes their DocumentSpans and attends within each example (see inputs.py).
     """
     if use_te:
         from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_with_transformer_engine_spec

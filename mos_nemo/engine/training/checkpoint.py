@@ -18,6 +18,11 @@ Two formats for the distributed optimizer's state: ``dp_reshardable`` (each rank
 gather: fast, resumable with the same TP and PP and any DP) and ``fully_reshardable`` (gathered on DP rank
 0 into per-parameter tensors: slower, resumable under any layout). ``checkpoint.format=auto`` writes
 periodic and signal saves in the fast one and the final save in the reshardable one.
+
+At 8B scale (docs/engine.md, "Saving at scale"): the reshardable gather is megatron's memory-efficient one
+(over gloo, to DP rank 0 only; without it every DP rank would hold the whole fp32 optimizer state), every
+DP rank writes a share of the replicated tensors (FullyParallelSaveStrategyWrapper; without it DP rank 0
+writes every weight), and the waits on other ranks' writing are gloo barriers with a timeout of hours.
 """
 
 from __future__ import annotations
@@ -31,17 +36,18 @@ from typing import Any, Optional
 
 import numpy as np
 import torch
-import torch.distributed as dist
 
 from mos_nemo.engine.cpu import device_mode
-from mos_nemo.engine.parallel import ParallelState
+from mos_nemo.engine.parallel import ParallelState, long_wait_barrier
 from mos_nemo.engine.training.checkpoint_files import (
     LATEST, META, PARTIAL, is_complete, previous_complete, step_folders, verify_manifest, write_manifest)
 from mos_nemo.engine.training.optimizer_state import OptimizerLoad, adopt_lr_bounds
 from mos_nemo.engine.training.step import unwrap
 from mos_nemo.errors import MosCheckpointError
 
-from megatron.core import dist_checkpointing
+from megatron.core import dist_checkpointing, parallel_state
+from megatron.core.dist_checkpointing.serialization import get_default_save_sharded_strategy
+from megatron.core.dist_checkpointing.strategies.fully_parallel import FullyParallelSaveStrategyWrapper
 from megatron.core.dist_checkpointing.validation import StrictHandling
 from megatron.core.tensor_parallel.random import get_cuda_rng_tracker
 from torch.distributed.checkpoint.api import CheckpointException  # a BaseException, not an Exception
@@ -75,9 +81,15 @@ def find_latest(run_dir: str | Path) -> Optional[Path]:
 
 def _sharded_state(model: list, optimizer, is_loading: bool, sharding: str) -> dict:
     model_state = unwrap(model[0]).sharded_state_dict()
-    metadata = {"distrib_optim_sharding_type": sharding}
-    return {"model": model_state,
-            "optimizer": optimizer.sharded_state_dict(model_state, is_loading=is_loading, metadata=metadata)}
+    # mem_efficient: the fully_reshardable gather goes over gloo to DP rank 0 only (megatron 0.16
+    # distrib_optimizer.sharded_param_state_fully_reshardable); loading is the same either way.
+    metadata = {"distrib_optim_sharding_type": sharding, "distrib_optim_fully_reshardable_mem_efficient": True}
+    optimizer_state = optimizer.sharded_state_dict(model_state, is_loading=is_loading, metadata=metadata)
+    if not is_loading and optimizer_state.get("param_state", 0) is None:
+        # memory-efficient save off DP rank 0: nothing to write. Dropped, else megatron warns on every such
+        # save that this rank's common state (param_state=None) differs from rank 0's.
+        del optimizer_state["param_state"]
+    return {"model": model_state, "optimizer": optimizer_state}
 
 
 def rng_state() -> dict[str, Any]:
@@ -109,16 +121,17 @@ def save_checkpoint(run_dir: str | Path, step: int, model: list, optimizer, trai
     if parallel.rank == 0:
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)  # empty: dist_checkpointing refuses to write into a used folder
-    dist.barrier()
+    long_wait_barrier()  # rank 0 may have been deleting an old partial save of many GB
     with device_mode():
-        dist_checkpointing.save(_sharded_state(model, optimizer, False, sharding), str(partial))
+        dist_checkpointing.save(_sharded_state(model, optimizer, False, sharding), str(partial),
+                                sharded_strategy=parallel_save_strategy())
     (partial / "rng").mkdir(exist_ok=True)
     torch.save(rng_state(), partial / "rng" / f"rank_{parallel.rank:05d}.pt")
     if parallel.rank == 0:
         torch.save(trainer_state, partial / "trainer_state.pt")
         if config_yaml is not None:
             (partial / "config.yaml").write_text(config_yaml)
-    dist.barrier()
+    long_wait_barrier()
     write_manifest(partial, with_checksums=checksums)
     if parallel.rank == 0:
         meta = {"step": step, "tp": parallel.tp, "pp": parallel.pp, "dp": parallel.dp,
@@ -130,8 +143,16 @@ def save_checkpoint(run_dir: str | Path, step: int, model: list, optimizer, trai
         pointer.write_text(final.name)
         os.replace(pointer, root / LATEST)
         _prune(root, keep)
-    dist.barrier()
+    long_wait_barrier()  # rank 0 renamed and pruned (deleting old checkpoints of many GB)
     return final
+
+
+def parallel_save_strategy() -> FullyParallelSaveStrategyWrapper:
+    """megatron's default torch_dist writer, with every tensor replicated over data-parallel ranks (the model
+    weights; all of a dp_reshardable save but each rank's own optimizer shard) written by one of them in
+    turn, balanced by size, instead of all by DP rank 0. Only metadata is exchanged to decide who writes."""
+    group = parallel_state.get_data_parallel_group(with_context_parallel=True)
+    return FullyParallelSaveStrategyWrapper(get_default_save_sharded_strategy(), group)
 
 
 def _prune(root: Path, keep: int) -> None:

@@ -11,8 +11,9 @@ from mos_nemo.data import collate_sft
 from mos_nemo.engine.hf.tiny import save_tiny_hf_model, tiny_hf_config
 from mos_nemo.engine.hf.verify import compare_with_hf
 from mos_nemo.engine.hf.weights import load_hf_weights
-from mos_nemo.engine.model.gpt import (attention_mask_from_segments, build_model, fusion_settings, load_hf_config,
+from mos_nemo.engine.model.gpt import (build_model, fusion_settings, load_hf_config,
                                        transformer_config_from_hf)
+from mos_nemo.engine.model.attention import DocumentSpans
 from mos_nemo.engine.model.inputs import model_inputs, schedule_shape
 from mos_nemo.engine.model.layer_spec import RMSNorm, transformer_engine_available
 from mos_nemo.engine.parallel import cuda_environment
@@ -89,7 +90,7 @@ def _examples(vocab: int):
     return out
 
 
-def test_attention_inputs_no_mask_unpacked_thd_or_block_mask_packed():
+def test_attention_inputs_no_mask_unpacked_thd_or_document_spans_packed():
     examples = _examples(100)
     unpacked = collate_sft(examples, pad_id=0, pad_to_multiple_of=8)
     for use_te in (False, True):
@@ -99,7 +100,8 @@ def test_attention_inputs_no_mask_unpacked_thd_or_block_mask_packed():
     packed = collate_sft(examples, pad_id=0, seq_length=16, pack=True)  # longest first: [12 3 pad1] [9 5 pad2]
     assert packed["cu_seqlens"].tolist() == [0, 12, 15, 16, 25, 30, 32] and packed["max_seqlen"] == 12
     local = model_inputs(packed, use_te=False)
-    assert torch.equal(local["attention_mask"], attention_mask_from_segments(packed["segment_ids"]))
+    assert local["attention_mask"] == DocumentSpans((((0, 12, False), (12, 15, False), (15, 16, True)),
+                                                     ((0, 9, False), (9, 14, False), (14, 16, True))))
     te = model_inputs(packed, use_te=True)
     assert te["attention_mask"] is None and te["input_ids"].shape == (1, 32) and te["labels"].shape == (1, 32)
     params = te["packed_seq_params"]
