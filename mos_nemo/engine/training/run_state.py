@@ -1,0 +1,88 @@
+"""Where a launch stands between steps: the one home of the rules for stopping, saving and resuming.
+
+The loop reports what happened, and ``RunState`` decides what follows:
+
+    resumed(trainer state)     a checkpoint was loaded: it holds this step; owed work (below) runs first
+    step_abandoned(step, why)  a signal stopped a step between micro batches: the previous step is saved
+    step_finished(step, stop)  a step ended; ``stop`` is the signal flag agreed by every rank
+    saved(step)                a checkpoint of ``step`` is on disk
+
+Owed work: a signalled step saves at once and skips its MoS update and its held-out scoring; the
+checkpoint records both as pending (``checkpoint_fields``) and the next launch runs them first, so the
+run still continues exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from mos_nemo.engine.training.interrupt import StopRequest
+
+
+@dataclass
+class SaveDecision:
+    final: bool  # the last step of the schedule: the reshardable format (checkpoint.format=auto)
+    signalled: bool  # a stop save: fast, sizes only in the manifest
+
+
+class RunState:
+    """The stop/save/resume bookkeeping of one launch (see the module docstring for its transitions)."""
+
+    def __init__(self, abortable: bool):
+        self.abortable = abortable  # a step can stop between its micro batches (pp == 1, > 1 micro batch)
+        self.signal = StopRequest()
+        self.saved_step: Optional[int] = None  # the step whose state run.dir's newest checkpoint holds
+        self.pending_update = False  # a signalled step skipped its MoS update; the next launch runs it first
+        self.pending_validation = False  # a signalled step skipped its held-out loss; the next launch scores it
+        self.abandoned: Optional[str] = None  # "step N (after micro-batch k of m)" once a step was abandoned
+        self.stopping = False  # the ranks agreed to stop after the current step
+
+    # ---- transitions -----------------------------------------------------------------------------
+    def resumed(self, trainer_state: dict) -> None:
+        self.saved_step = trainer_state["step"]
+        self.pending_update = trainer_state.get("pending_update", False)
+        self.pending_validation = trainer_state.get("pending_validation", False)
+
+    def pending_update_ran(self) -> None:
+        self.pending_update = False
+        self.saved_step = None  # the checkpoint predates the update: a stop must save again
+
+    def pending_validation_ran(self) -> None:
+        self.pending_validation = False
+
+    def step_abandoned(self, step: int, interruption: Exception) -> None:
+        self.abandoned = f"step {step} ({interruption})"
+
+    def step_finished(self, stop: bool, update_due: bool) -> None:
+        """``stop``: agreed by every rank; a stopping step skips its MoS update (``update_due``) and owes it."""
+        self.stopping = stop
+        if stop:
+            self.pending_update = update_due
+
+    def stop_after_update(self, stop: bool) -> None:
+        """A signal during a long MoS update: save now, not after one more step (nothing is owed)."""
+        self.stopping = stop
+
+    def validation_due(self) -> bool:
+        """Score held-out examples now, unless stopping (then the checkpoint owes it to the next launch)."""
+        self.pending_validation = self.stopping
+        return not self.stopping
+
+    def saved(self, step: int) -> None:
+        self.saved_step = step
+
+    # ---- decisions -------------------------------------------------------------------------------
+    def save_due(self, step: int, last: int, max_steps: int, every: int, save_final: bool) -> Optional[SaveDecision]:
+        """Whether to save after ``step``: periodically, at this launch's last step, or when stopping."""
+        due = (every and step % every == 0) or self.stopping or step == last
+        if due and (step < max_steps or save_final or self.stopping):
+            return SaveDecision(final=step == max_steps, signalled=self.stopping)
+        return None
+
+    def checkpoint_fields(self) -> dict:
+        """What a checkpoint must carry so the next launch does the owed work first."""
+        return {"pending_update": self.pending_update, "pending_validation": self.pending_validation}
+
+    def stop_message(self, step: int) -> str:
+        return f"stopped by a signal after step {step}; resume with the same command"
