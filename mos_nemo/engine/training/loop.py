@@ -37,6 +37,7 @@ from mos_nemo.engine.training.optim import LinearSchedule, build_optimizer, set_
 from mos_nemo.engine.parallel import ParallelState
 from mos_nemo.engine.model.inputs import to_device
 from mos_nemo.engine.training.run_state import RunState
+from mos_nemo.engine.training.save_queue import start_save_queue, stop_save_queue
 from mos_nemo.engine.training.step import synchronize_params, train_step, wrap_for_training
 from mos_nemo.logs import RunLogger
 
@@ -216,7 +217,7 @@ class Trainer:
         if not self.state.stopping:
             self._maybe_update_mixture()  # after the step's update, before its log: `seconds` has the reward pass
             if updating:  # a signal during a long update: save now, not after one more step
-                self.state.stop_after_update(self.state.signal.agreed(self.parallel))
+                self.state.stop_between(self.state.signal.agreed(self.parallel))
         record = {"step": self.step, "loss": result.loss}
         if self.config.mixing.mode == "batch":
             record["dataset"] = self.names[int(draw.dataset_ids[0])]
@@ -246,6 +247,7 @@ class Trainer:
                       "or another run.dir", flush=True)
             return self.step
         self.logger = RunLogger(config.run.dir, self.max_steps, resumed, enabled=parallel.rank == 0)
+        start_save_queue()  # before any save and any signal: megatron's save queue must outlive a group SIGTERM
         self.state.signal.install()
         try:
             if parallel.rank == 0 and resumed is None:  # a fresh start: the earlier launches' configs are gone
@@ -282,6 +284,8 @@ class Trainer:
                 save = self.state.save_due(self.step, last, self.max_steps, checkpoint.every, checkpoint.save_final)
                 if save is not None:
                     self._save(final=save.final, signalled=save.signalled)
+                    if not self.state.stopping and self.step < last:  # a signal during a periodic save
+                        self.state.stop_between(self.state.signal.agreed(self.parallel))
                 if self.state.stopping:
                     self.logger.print(self.state.stop_message(self.step))
                     break
@@ -290,6 +294,7 @@ class Trainer:
             return self.step
         finally:
             self.state.signal.uninstall()
+            stop_save_queue()
             self.logger.close()
 
     def _stop_mid_step(self) -> None:

@@ -60,9 +60,10 @@ class RunState:
         if stop:
             self.pending_update = update_due
 
-    def stop_after_update(self, stop: bool) -> None:
-        """A signal during a long MoS update: save now, not after one more step (nothing is owed)."""
-        self.stopping = stop
+    def stop_between(self, agreed: bool) -> None:
+        """The signal flag agreed after a long MoS update or a periodic save: stop now if any rank was
+        signalled during it, rather than after one more step (that step's state is complete; nothing owed)."""
+        self.stopping = agreed
 
     def validation_due(self) -> bool:
         """Score held-out examples now, unless stopping (then the checkpoint owes it to the next launch)."""
