@@ -8,6 +8,7 @@ Layout of ``run.dir/checkpoints/``::
         rng/rank_00000.pt    each rank's RNG states (python, numpy, torch, megatron's tracker)
         manifest.json        size and CRC-32 of every file above, checked at load
         meta.json            step, layout and optimizer format; written last
+        verdict.json         good or not, once the next step's loss from these weights is known
     latest                   the name of the newest complete checkpoint
 
 Atomic by construction: everything is written into ``step_N.partial/`` and renamed to ``step_N/`` only
@@ -36,7 +37,8 @@ import torch.distributed as dist
 from mos_nemo.engine.cpu import device_mode
 from mos_nemo.engine.parallel import ParallelState
 from mos_nemo.engine.training.checkpoint_files import (
-    LATEST, META, PARTIAL, is_complete, previous_complete, step_folders, verify_manifest, write_manifest)
+    LATEST, META, PARTIAL, is_complete, newest_good, previous_complete, step_folders, verdict, verify_manifest,
+    write_manifest)
 from mos_nemo.engine.training.optimizer_state import OptimizerLoad
 from mos_nemo.engine.training.step import unwrap
 from mos_nemo.errors import MosCheckpointError
@@ -62,15 +64,23 @@ def sharding_format(configured: str, final: bool) -> str:
 
 
 def find_latest(run_dir: str | Path) -> Optional[Path]:
-    """The newest checkpoint of a run (named by ``latest``, else the newest complete one), or None."""
+    """The checkpoint ``checkpoint.resume=auto`` takes: the newest one (named by ``latest``, else the newest
+    complete one) unless a step trained from it showed a non-finite loss; then the newest not shown bad.
+
+    A checkpoint saved at the end of a launch (signal, deadline, stop_after) has no later step yet, so
+    "not shown bad" rather than "confirmed good": its first resumed step confirms or refutes it."""
     root = checkpoints_dir(run_dir)
     pointer = root / LATEST
     if pointer.is_file():
         candidate = root / pointer.read_text().strip()
-        if candidate.is_dir():
+        if candidate.is_dir() and verdict(candidate) is not False:
             return candidate
-    complete = [p for p in step_folders(root) if is_complete(p)]
-    return complete[-1] if complete else None
+    usable = [p for p in step_folders(root) if is_complete(p) and verdict(p) is not False]
+    return usable[-1] if usable else None
+
+
+def newest_good_checkpoint(run_dir: str | Path) -> Optional[Path]:
+    return newest_good(checkpoints_dir(run_dir))
 
 
 def _sharded_state(model: list, optimizer, is_loading: bool, sharding: str) -> dict:
@@ -135,10 +145,13 @@ def save_checkpoint(run_dir: str | Path, step: int, model: list, optimizer, trai
 
 
 def _prune(root: Path, keep: int) -> None:
+    """Keep the newest ``keep`` checkpoints and, whatever ``keep`` says, the newest one confirmed good."""
     if keep <= 0:
         return
+    good = newest_good(root)
     for old in step_folders(root)[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+        if old != good:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def _fail(folder: Path, problem: str) -> MosCheckpointError:

@@ -1,5 +1,9 @@
 """The files of a checkpoint folder: which folders are complete, and a manifest to check them at load.
 
+``verdict.json`` says whether the checkpoint is good: written (by rank 0) once the first step trained
+from its weights has ended. A finite loss and gradient norm confirm it; a non-finite one shows that the weights it
+holds are poisoned (the update saved with it exploded), and ``checkpoint.resume=auto`` then passes over it.
+
 ``manifest.json`` lists every file of a checkpoint with its size and, unless the save was a signal save
 (which must finish within torchrun's grace period), its CRC-32. Ranks share the hashing and the checking:
 rank r handles the files ``sorted(files)[r::world_size]``, so neither costs more than one rank's share.
@@ -16,6 +20,7 @@ import torch.distributed as dist
 
 MANIFEST = "manifest.json"
 META = "meta.json"
+VERDICT = "verdict.json"
 LATEST = "latest"
 PARTIAL = ".partial"
 _CHUNK = 1 << 24
@@ -30,7 +35,7 @@ def crc32(path: Path) -> int:
 
 
 def _files(folder: Path) -> list[str]:
-    skip = {MANIFEST, META}
+    skip = {MANIFEST, META, VERDICT}
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and p.name not in skip)
 
 
@@ -93,6 +98,29 @@ def step_folders(root: Path) -> list[Path]:
 
 def is_complete(folder: Path) -> bool:
     return (folder / META).is_file()
+
+
+def write_verdict(folder: Path, good: bool, by_step: int, loss: float) -> None:
+    """Record that step ``by_step``, trained from ``folder``'s weights, was finite (good) or not (loss ``loss``). Atomic (write + rename): a full disk leaves no half-written verdict."""
+    if not folder.is_dir():  # pruned meanwhile
+        return
+    temporary = folder / f"{VERDICT}.tmp"
+    temporary.write_text(json.dumps({"good": good, "by_step": by_step, "loss": str(loss)}))
+    temporary.replace(folder / VERDICT)
+
+
+def verdict(folder: Path) -> Optional[bool]:
+    """True: the step after it was finite; False: it was not; None: not known yet."""
+    try:
+        return bool(json.loads((folder / VERDICT).read_text())["good"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def newest_good(root: Path) -> Optional[Path]:
+    """The newest complete checkpoint confirmed good by a finite step after it, or None."""
+    good = [p for p in step_folders(root) if is_complete(p) and verdict(p) is True]
+    return good[-1] if good else None
 
 
 def previous_complete(folder: Path) -> Optional[Path]:

@@ -28,7 +28,9 @@ from mos_nemo.config import MosConfig, non_default_settings, to_yaml
 from mos_nemo.data import local_micro_batches, pad_token_id
 from mos_nemo.engine.training import build
 from mos_nemo.engine.training.checkpoint import (
-    find_latest, load_checkpoint, rng_state, save_checkpoint, set_rng_state, sharding_format)
+    find_latest, load_checkpoint, newest_good_checkpoint, rng_state, save_checkpoint, set_rng_state,
+    sharding_format)
+from mos_nemo.engine.training.checkpoint_files import write_verdict
 from mos_nemo.engine.training.interrupt import StepInterrupted, StepSnapshot
 from mos_nemo.engine.training.resume_config import (
     changed_settings, check_resume_changes, describe_changes, launch_config_path)
@@ -90,7 +92,7 @@ class Trainer:
         if self.reward_hook is not None and state["mixing"] is not None:
             self.reward_hook.load_state_dict(state["mixing"])
         self.step = state["step"]
-        self.state.resumed(state)
+        self.state.resumed(state, folder)
         build.apply_exclusions(self.config, self.blend, self.reward_hook, self.names)
         saved = state["saved_layout"]
         restored = "model, optimizer, LR schedule, data order, mixing state"
@@ -132,7 +134,7 @@ class Trainer:
                                  self.parallel, keep=checkpoint.keep,
                                  sharding=sharding_format(checkpoint.format, final), checksums=not signalled,
                                  config_yaml=to_yaml(self.config))
-        self.state.saved(self.step)
+        self.state.saved(self.step, folder)
         self.logger.print(f"saved checkpoint {folder} ({time.perf_counter() - started:.1f}s)")
 
     def _check_finite(self, loss: float, grad_norm) -> None:
@@ -145,13 +147,27 @@ class Trainer:
         self.logger.print(f"step {self.step}: non-finite loss {loss} or grad norm {grad_norm}")
         limit = self.config.train.nonfinite_limit
         if len(self.nonfinite_steps) >= limit:
-            latest = find_latest(self.config.run.dir)
+            good = newest_good_checkpoint(self.config.run.dir)
+            named = (f"The newest good checkpoint (the step after it had a finite loss and gradients) is {good}; "
+                     "checkpoint.resume=auto takes it" if good is not None else
+                     "No checkpoint of this run is known good (none had a finite step after it)")
             raise MosTrainingError(
                 f"the loss or grad norm was not finite for {limit} steps in a row (steps "
                 f"{self.nonfinite_steps[0]}-{self.step}; loss {loss}, grad norm {grad_norm}); stopped without "
-                f"saving. The last checkpoint is {latest or 'none'}. Lower optim.lr, check the data, or resume "
-                f"from an earlier checkpoint with checkpoint.resume=PATH (train.nonfinite_limit={limit} sets "
-                "how many steps are tolerated)")
+                f"saving. {named}. Lower optim.lr (with checkpoint.allow_changes=[optim.lr]), check the data, "
+                f"or resume from an earlier checkpoint with checkpoint.resume=PATH (train.nonfinite_limit={limit} "
+                "sets how many steps are tolerated)")
+
+    def _judge_checkpoint(self, loss: float, grad_norm: float) -> None:
+        """The first step trained from a checkpoint's weights tells whether they are good: a finite loss and
+        finite gradients (weights on the edge of overflow can give one batch a finite loss, not its grads)."""
+        folder = self.state.first_loss_after()
+        if folder is not None and self.parallel.rank == 0:
+            good = math.isfinite(loss) and math.isfinite(grad_norm)
+            write_verdict(folder, good=good, by_step=self.step, loss=loss)
+            if not good:
+                self.logger.print(f"step {self.step}: the loss or gradients from {folder.name}'s weights are not "
+                                  "finite: that checkpoint is marked bad; checkpoint.resume=auto passes over it")
 
     # ---- mixing ----------------------------------------------------------------------------------
     def _weights(self) -> dict[str, float]:
@@ -210,6 +226,7 @@ class Trainer:
             self.state.step_abandoned(self.step, interruption)
             self.step -= 1
             return
+        self._judge_checkpoint(result.loss, result.grad_norm)
         self._check_finite(result.loss, result.grad_norm)
         updating = self.reward_hook is not None and self.reward_hook.should_update(self.step)
         # agreed in the step's all-reduce; a signalled step saves at once and owes its MoS update

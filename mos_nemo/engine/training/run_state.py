@@ -5,16 +5,22 @@ The loop reports what happened, and ``RunState`` decides what follows:
     resumed(trainer state)     a checkpoint was loaded: it holds this step; owed work (below) runs first
     step_abandoned(step, why)  a signal stopped a step between micro batches: the previous step is saved
     step_finished(step, stop)  a step ended; ``stop`` is the signal flag agreed by every rank
-    saved(step)                a checkpoint of ``step`` is on disk
+    saved(step, folder)        a checkpoint of ``step`` is on disk
+    first_loss_after()         the first step trained from a checkpoint's weights ended: judge that checkpoint
 
 Owed work: a signalled step saves at once and skips its MoS update and its held-out scoring; the
 checkpoint records both as pending (``checkpoint_fields``) and the next launch runs them first, so the
 run still continues exactly.
+
+A checkpoint is good only once the step trained from its weights has shown a finite loss and finite
+gradients (the loss of the step it was saved after was computed before that step's update, so it says
+nothing about the saved weights).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional
 
 from mos_nemo.engine.training.interrupt import StopRequest
@@ -37,10 +43,11 @@ class RunState:
         self.pending_validation = False  # a signalled step skipped its held-out loss; the next launch scores it
         self.abandoned: Optional[str] = None  # "step N (after micro-batch k of m)" once a step was abandoned
         self.stopping = False  # the ranks agreed to stop after the current step
+        self.unjudged: Optional[Path] = None  # the checkpoint whose weights the next step starts from
 
     # ---- transitions -----------------------------------------------------------------------------
-    def resumed(self, trainer_state: dict) -> None:
-        self.saved_step = trainer_state["step"]
+    def resumed(self, trainer_state: dict, folder: Path) -> None:
+        self.saved_step, self.unjudged = trainer_state["step"], folder
         self.pending_update = trainer_state.get("pending_update", False)
         self.pending_validation = trainer_state.get("pending_validation", False)
 
@@ -70,8 +77,13 @@ class RunState:
         self.pending_validation = self.stopping
         return not self.stopping
 
-    def saved(self, step: int) -> None:
-        self.saved_step = step
+    def saved(self, step: int, folder: Path) -> None:
+        self.saved_step, self.unjudged = step, folder
+
+    def first_loss_after(self) -> Optional[Path]:
+        """The checkpoint that the step just finished was trained from, the first time only: its loss judges it."""
+        folder, self.unjudged = self.unjudged, None
+        return folder
 
     # ---- decisions -------------------------------------------------------------------------------
     def save_due(self, step: int, last: int, max_steps: int, every: int, save_final: bool) -> Optional[SaveDecision]:
