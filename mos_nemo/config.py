@@ -34,6 +34,7 @@ RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
 class RunConfig:
     dir: str = "runs/default"  # where config.yaml, train.jsonl, mixture.jsonl, checkpoints/ and tb/ go
     seed: int = 1234  # seeds the model init, the blend draws and the scorer; every draw is keyed on it
+    take_over_lock: bool = False  # take run.dir's lock from a launch on another host that is known to be gone
 
 
 @dataclass

@@ -30,7 +30,7 @@ def _lock_run_dir(config, parallel):
     from mos_nemo.engine.run_dir import RunDirLock
     from mos_nemo.errors import MosRunDirError
 
-    lock = RunDirLock(config.run.dir)
+    lock = RunDirLock(config.run.dir, take_over=config.run.take_over_lock)
     verdict = [None]
     if parallel.rank == 0:
         try:

@@ -21,8 +21,8 @@ from mos_nemo.config import MosConfig
 from mos_nemo.errors import MosConfigError
 
 # Keys (or sections, ending in '.') whose change keeps the remaining steps' computation the same.
-FREE = ("checkpoint.", "train.stop_after", "train.nonfinite_limit", "parallel.", "run.dir", "data.cache_dir",
-        "mixing.exclude", "validation.every")
+FREE = ("checkpoint.", "train.stop_after", "train.nonfinite_limit", "parallel.", "run.dir", "run.take_over_lock",
+        "data.cache_dir", "mixing.exclude", "validation.every")
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
