@@ -166,6 +166,15 @@ def _check_train(config: MosConfig) -> None:
         _fail("optim.lr", optim.lr, "must be a finite number > 0")
     if not 0 <= optim.min_lr <= optim.lr:
         _fail("optim.min_lr", optim.min_lr, f"must lie in [0, optim.lr={optim.lr}]")
+    if train.time_limit is not None:
+        from mos_nemo.engine.training.deadline import parse_duration
+
+        try:
+            seconds = parse_duration(train.time_limit)
+        except ValueError:
+            seconds = 0.0
+        if not seconds > 0:
+            _fail("train.time_limit", train.time_limit, "give a duration > 0 such as 3h50m, 90m, 45s or 01:30:00")
 
 
 def _check_datasets(config: MosConfig, check_paths: bool) -> None:

@@ -44,6 +44,19 @@ def _lock_run_dir(config, parallel):
     return lock
 
 
+def _write_exit_note(trainer, rank: int) -> None:
+    """Why this launch ended (finished | deadline | signal | stop_after) into $MOS_NEMO_EXIT_NOTE, if set: the
+    batch script requeues the job after a deadline stop (docker/slurm/train.sbatch)."""
+    path = os.environ.get("MOS_NEMO_EXIT_NOTE")
+    if not path or rank != 0:
+        return
+    reason = "finished" if trainer.step >= trainer.max_steps else (trainer.state.stop_reason or "stop_after")
+    if trainer.state.abandoned is not None:
+        reason = "signal"
+    with open(path, "w") as note:
+        note.write(reason + "\n")
+
+
 @record
 def main(argv: list[str] | None = None) -> int:
     """Train as configured; returns the process exit code (0 also after a SIGTERM/SIGINT that was saved)."""
@@ -72,7 +85,9 @@ def main(argv: list[str] | None = None) -> int:
         parallel = initialize_parallel(config.parallel.tp, config.parallel.pp, config.run.seed)
         lock = _lock_run_dir(config, parallel)
         configure_logging(config.run.dir, parallel.rank)
-        Trainer(config, parallel).run()
+        trainer = Trainer(config, parallel)
+        trainer.run()
+        _write_exit_note(trainer, parallel.rank)
     except MosError as error:
         return report_user_error(error)
     finally:

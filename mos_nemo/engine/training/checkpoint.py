@@ -27,6 +27,7 @@ import json
 import os
 import random
 import shutil
+import time
 from pathlib import Path
 from typing import Any, Optional
 
@@ -113,6 +114,7 @@ def save_checkpoint(run_dir: str | Path, step: int, model: list, optimizer, trai
                     parallel: ParallelState, keep: int = 0, sharding: str = RESHARDABLE,
                     checksums: bool = True, config_yaml: Optional[str] = None) -> Path:
     """Write checkpoint ``step`` atomically (collective: every rank calls it); return its folder."""
+    started = time.perf_counter()
     root = checkpoints_dir(run_dir)
     final = root / f"step_{step:07d}"
     partial = root / f"step_{step:07d}{PARTIAL}"
@@ -132,7 +134,8 @@ def save_checkpoint(run_dir: str | Path, step: int, model: list, optimizer, trai
     write_manifest(partial, with_checksums=checksums)
     if parallel.rank == 0:
         meta = {"step": step, "tp": parallel.tp, "pp": parallel.pp, "dp": parallel.dp,
-                "world_size": parallel.world_size, "optimizer_format": sharding}
+                "world_size": parallel.world_size, "optimizer_format": sharding,
+                "save_seconds": round(time.perf_counter() - started, 3)}  # predicts the next launch's save
         (partial / META).write_text(json.dumps(meta))
         shutil.rmtree(final, ignore_errors=True)
         os.replace(partial, final)
@@ -234,4 +237,5 @@ def load_checkpoint(folder: str | Path, model: list, optimizer, parallel: Parall
     if trainer_state["rng_restored"]:
         set_rng_state(torch.load(rng_file, weights_only=False))
     trainer_state["saved_layout"] = {k: meta[k] for k in ("tp", "pp", "dp")}
+    trainer_state["save_seconds"] = meta.get("save_seconds")
     return trainer_state

@@ -38,6 +38,7 @@ from mos_nemo.errors import MosTrainingError
 from mos_nemo.engine.training.optim import LinearSchedule, build_optimizer, set_learning_rate
 from mos_nemo.engine.parallel import ParallelState
 from mos_nemo.engine.model.inputs import to_device
+from mos_nemo.engine.training.deadline import Deadline
 from mos_nemo.engine.training.run_state import RunState
 from mos_nemo.engine.training.save_queue import start_save_queue, stop_save_queue
 from mos_nemo.engine.training.step import synchronize_params, train_step, wrap_for_training
@@ -76,6 +77,7 @@ class Trainer:
         self.state = RunState(abortable=parallel.pp == 1 and per_rank > 1)
         self.nonfinite_steps: list[int] = []  # the current run of steps with a non-finite loss or grad norm
         self.resume_note = ""
+        self.resumed_save_seconds: Optional[float] = None  # how long the resumed checkpoint's save took
         self.mixing_seconds = 0.0  # MoS wall time not yet reported in train.jsonl
         self.logger: Optional[RunLogger] = None
 
@@ -93,6 +95,7 @@ class Trainer:
             self.reward_hook.load_state_dict(state["mixing"])
         self.step = state["step"]
         self.state.resumed(state, folder)
+        self.resumed_save_seconds = state.get("save_seconds")
         build.apply_exclusions(self.config, self.blend, self.reward_hook, self.names)
         saved = state["saved_layout"]
         restored = "model, optimizer, LR schedule, data order, mixing state"
@@ -134,8 +137,9 @@ class Trainer:
                                  self.parallel, keep=checkpoint.keep,
                                  sharding=sharding_format(checkpoint.format, final), checksums=not signalled,
                                  config_yaml=to_yaml(self.config))
-        self.state.saved(self.step, folder)
-        self.logger.print(f"saved checkpoint {folder} ({time.perf_counter() - started:.1f}s)")
+        seconds = time.perf_counter() - started
+        self.state.saved(self.step, folder, seconds)
+        self.logger.print(f"saved checkpoint {folder} ({seconds:.1f}s)")
 
     def _check_finite(self, loss: float, grad_norm) -> None:
         """Stop after ``train.nonfinite_limit`` steps in a row with a non-finite loss or grad norm."""
@@ -290,11 +294,17 @@ class Trainer:
                 self._validate()  # step 0's held-out loss, or the one a signalled step skipped
                 self.state.pending_validation_ran()
             checkpoint = config.checkpoint
+            self.state.deadline = Deadline.find(config.train.time_limit, self.resumed_save_seconds)
+            if self.state.deadline is not None:
+                self.state.deadline.step_boundary()
+                self.logger.print(f"deadline: {self.state.deadline.describe()}; this launch saves and stops "
+                                  "before it")
             while self.step < last:
                 self._one_step()
                 if self.state.abandoned is not None:
                     self._stop_mid_step()
                     break
+                self.state.check_deadline(self.parallel)
                 if self.validation is not None and self.validation.due(self.step, self.max_steps):
                     if self.state.validation_due():  # a stopping step saves first, scores on resume
                         self._validate()

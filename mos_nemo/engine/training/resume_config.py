@@ -21,7 +21,7 @@ from mos_nemo.config import MosConfig
 from mos_nemo.errors import MosConfigError
 
 # Keys (or sections, ending in '.') whose change keeps the remaining steps' computation the same.
-FREE = ("checkpoint.", "train.stop_after", "train.nonfinite_limit", "parallel.", "run.dir", "run.take_over_lock",
+FREE = ("checkpoint.", "train.stop_after", "train.nonfinite_limit", "train.time_limit", "parallel.", "run.dir", "run.take_over_lock",
         "data.cache_dir", "mixing.exclude", "validation.every")
 
 

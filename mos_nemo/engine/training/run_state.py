@@ -5,6 +5,7 @@ The loop reports what happened, and ``RunState`` decides what follows:
     resumed(trainer state)     a checkpoint was loaded: it holds this step; owed work (below) runs first
     step_abandoned(step, why)  a signal stopped a step between micro batches: the previous step is saved
     step_finished(step, stop)  a step ended; ``stop`` is the signal flag agreed by every rank
+    check_deadline()           after a step: stop if the next step and a save would end past the deadline
     saved(step, folder)        a checkpoint of ``step`` is on disk
     first_loss_after()         the first step trained from a checkpoint's weights ended: judge that checkpoint
 
@@ -23,7 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from mos_nemo.engine.training.interrupt import StopRequest
+from mos_nemo.engine.parallel import ParallelState
+from mos_nemo.engine.training.deadline import Deadline
+from mos_nemo.engine.training.interrupt import StopRequest, any_rank_flagged
 
 
 @dataclass
@@ -38,11 +41,13 @@ class RunState:
     def __init__(self, abortable: bool):
         self.abortable = abortable  # a step can stop between its micro batches (pp == 1, > 1 micro batch)
         self.signal = StopRequest()
+        self.deadline: Optional[Deadline] = None  # train.time_limit / the Slurm job's end (deadline.py)
+        self.deadline_note = ""  # the time left and needed when the deadline stopped the launch
         self.saved_step: Optional[int] = None  # the step whose state run.dir's newest checkpoint holds
         self.pending_update = False  # a signalled step skipped its MoS update; the next launch runs it first
         self.pending_validation = False  # a signalled step skipped its held-out loss; the next launch scores it
         self.abandoned: Optional[str] = None  # "step N (after micro-batch k of m)" once a step was abandoned
-        self.stopping = False  # the ranks agreed to stop after the current step
+        self.stop_reason: Optional[str] = None  # "signal" or "deadline" once the ranks agreed to stop
         self.unjudged: Optional[Path] = None  # the checkpoint whose weights the next step starts from
 
     # ---- transitions -----------------------------------------------------------------------------
@@ -63,22 +68,32 @@ class RunState:
 
     def step_finished(self, stop: bool, update_due: bool) -> None:
         """``stop``: agreed by every rank; a stopping step skips its MoS update (``update_due``) and owes it."""
-        self.stopping = stop
         if stop:
-            self.pending_update = update_due
+            self.stop_reason, self.pending_update = "signal", update_due
 
     def stop_between(self, agreed: bool) -> None:
         """The signal flag agreed after a long MoS update or a periodic save: stop now if any rank was
         signalled during it, rather than after one more step (that step's state is complete; nothing owed)."""
-        self.stopping = agreed
+        if agreed:
+            self.stop_reason = "signal"
+
+    def check_deadline(self, parallel: ParallelState) -> None:
+        """Collective (every rank, after every step): stop if any rank finds the deadline too close."""
+        if self.deadline is None or self.stopping:
+            return
+        self.deadline.step_boundary()
+        if any_rank_flagged(self.deadline.too_close(), parallel.world_size):
+            self.stop_reason, self.deadline_note = "deadline", self.deadline.describe()
 
     def validation_due(self) -> bool:
         """Score held-out examples now, unless stopping (then the checkpoint owes it to the next launch)."""
         self.pending_validation = self.stopping
         return not self.stopping
 
-    def saved(self, step: int, folder: Path) -> None:
+    def saved(self, step: int, folder: Path, seconds: float) -> None:
         self.saved_step, self.unjudged = step, folder
+        if self.deadline is not None:
+            self.deadline.save_took(seconds)
 
     def first_loss_after(self) -> Optional[Path]:
         """The checkpoint that the step just finished was trained from, the first time only: its loss judges it."""
@@ -86,11 +101,15 @@ class RunState:
         return folder
 
     # ---- decisions -------------------------------------------------------------------------------
+    @property
+    def stopping(self) -> bool:
+        return self.stop_reason is not None
+
     def save_due(self, step: int, last: int, max_steps: int, every: int, save_final: bool) -> Optional[SaveDecision]:
         """Whether to save after ``step``: periodically, at this launch's last step, or when stopping."""
         due = (every and step % every == 0) or self.stopping or step == last
         if due and (step < max_steps or save_final or self.stopping):
-            return SaveDecision(final=step == max_steps, signalled=self.stopping)
+            return SaveDecision(final=step == max_steps, signalled=self.stop_reason == "signal")
         return None
 
     def checkpoint_fields(self) -> dict:
@@ -98,4 +117,6 @@ class RunState:
         return {"pending_update": self.pending_update, "pending_validation": self.pending_validation}
 
     def stop_message(self, step: int) -> str:
+        if self.stop_reason == "deadline":
+            return f"stopped after step {step}, before the deadline: {self.deadline_note}; resume with the same command"
         return f"stopped by a signal after step {step}; resume with the same command"
