@@ -33,13 +33,13 @@ from typing import Any, Optional
 
 import numpy as np
 import torch
-import torch.distributed as dist
 
 from mos_nemo.engine.cpu import device_mode
 from mos_nemo.engine.parallel import ParallelState
 from mos_nemo.engine.training.checkpoint_files import (
     LATEST, META, PARTIAL, is_complete, newest_good, previous_complete, step_folders, verdict, verify_manifest,
     write_manifest)
+from mos_nemo.engine.training.disk import agree_save_ok, check_free_space
 from mos_nemo.engine.training.optimizer_state import OptimizerLoad
 from mos_nemo.engine.training.step import unwrap
 from mos_nemo.errors import MosCheckpointError
@@ -118,32 +118,43 @@ def save_checkpoint(run_dir: str | Path, step: int, model: list, optimizer, trai
     root = checkpoints_dir(run_dir)
     final = root / f"step_{step:07d}"
     partial = root / f"step_{step:07d}{PARTIAL}"
-    if parallel.rank == 0:
-        shutil.rmtree(partial, ignore_errors=True)
-        partial.mkdir(parents=True)  # empty: dist_checkpointing refuses to write into a used folder
-    dist.barrier()
-    with device_mode():
-        dist_checkpointing.save(_sharded_state(model, optimizer, False, sharding), str(partial))
-    (partial / "rng").mkdir(exist_ok=True)
-    torch.save(rng_state(), partial / "rng" / f"rank_{parallel.rank:05d}.pt")
-    if parallel.rank == 0:
-        torch.save(trainer_state, partial / "trainer_state.pt")
-        if config_yaml is not None:
-            (partial / "config.yaml").write_text(config_yaml)
-    dist.barrier()
-    write_manifest(partial, with_checksums=checksums)
-    if parallel.rank == 0:
-        meta = {"step": step, "tp": parallel.tp, "pp": parallel.pp, "dp": parallel.dp,
-                "world_size": parallel.world_size, "optimizer_format": sharding,
-                "save_seconds": round(time.perf_counter() - started, 3)}  # predicts the next launch's save
-        (partial / META).write_text(json.dumps(meta))
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(partial, final)
-        pointer = root / f"{LATEST}.tmp"
-        pointer.write_text(final.name)
-        os.replace(pointer, root / LATEST)
-        _prune(root, keep)
-    dist.barrier()
+    check_free_space(root, step, parallel)
+    failure = None
+    try:
+        if parallel.rank == 0:
+            shutil.rmtree(partial, ignore_errors=True)
+            partial.mkdir(parents=True)  # empty: dist_checkpointing refuses to write into a used folder
+    except OSError as error:
+        failure = error
+    agree_save_ok(failure, root, step, parallel)  # also the barrier before the ranks write into it
+    try:
+        with device_mode():
+            dist_checkpointing.save(_sharded_state(model, optimizer, False, sharding), str(partial))
+        (partial / "rng").mkdir(exist_ok=True)
+        torch.save(rng_state(), partial / "rng" / f"rank_{parallel.rank:05d}.pt")
+        if parallel.rank == 0:
+            torch.save(trainer_state, partial / "trainer_state.pt")
+            if config_yaml is not None:
+                (partial / "config.yaml").write_text(config_yaml)
+    except (Exception, CheckpointException) as error:  # noqa: BLE001 - said and cleaned up on every rank
+        failure = error
+    agree_save_ok(failure, root, step, parallel)
+    try:
+        write_manifest(partial, with_checksums=checksums)
+        if parallel.rank == 0:
+            meta = {"step": step, "tp": parallel.tp, "pp": parallel.pp, "dp": parallel.dp,
+                    "world_size": parallel.world_size, "optimizer_format": sharding,
+                    "save_seconds": round(time.perf_counter() - started, 3)}  # predicts the next launch's save
+            (partial / META).write_text(json.dumps(meta))
+            shutil.rmtree(final, ignore_errors=True)
+            os.replace(partial, final)
+            pointer = root / f"{LATEST}.tmp"
+            pointer.write_text(final.name)
+            os.replace(pointer, root / LATEST)
+            _prune(root, keep)
+    except OSError as error:
+        failure = error
+    agree_save_ok(failure, root, step, parallel)
     return final
 
 
