@@ -222,6 +222,12 @@ def _check_checkpoint(config: MosConfig) -> None:
         _fail("checkpoint.resume", checkpoint.resume, "use auto, none, or the path of a checkpoint folder")
     if checkpoint.format not in CHECKPOINT_FORMATS:
         _fail("checkpoint.format", checkpoint.format, f"choose one of {list(CHECKPOINT_FORMATS)}")
+    from mos_nemo.engine.training.resume_config import never_resumable
+
+    for name, why in never_resumable(list(checkpoint.allow_changes)).items():
+        _fail("checkpoint.allow_changes", list(checkpoint.allow_changes),
+              f"{name} can never change on a resume ({why}); start a new run instead (checkpoint.resume=none "
+              "or another run.dir)")
     if config.train.nonfinite_limit < 1:
         _fail("train.nonfinite_limit", config.train.nonfinite_limit, "must be >= 1 (steps in a row)")
 

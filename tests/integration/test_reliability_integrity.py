@@ -2,17 +2,21 @@
 
 - random bytes in a shard (same size) are caught by the manifest's CRC-32 at load: our error names step_N,
   the file, and offers the previous complete checkpoint; that checkpoint then resumes;
+- a checkpoint without a manifest, or with an entry that does not parse or lacks the CRC its save recorded,
+  is an error naming step_N (not silence, not a TypeError);
 - a checkpoint without meta.json (an interrupted save that ``latest`` still names) is named as incomplete;
 - an exploding LR: the state saved after the exploding update is marked bad by the next step's non-finite
   loss or gradients; the guard stops after ``train.nonfinite_limit`` steps naming the newest good checkpoint, which
   ``checkpoint.keep=1`` kept, and the natural next command (sane LR, resume=auto) trains to the end.
 """
 
+import json
 import math
 import os
 
 import pytest
 
+from mos_nemo.engine.training.checkpoint_files import verify_manifest
 from mos_nemo.logs import read_jsonl
 from tests.integration.reliability_runs import complete_checkpoints, launch, root_cause
 
@@ -39,6 +43,22 @@ def test_corrupt_and_incomplete_checkpoints_raise_our_error_and_offer_the_previo
     assert shard.name in message and "CRC-32" in message
     assert f"checkpoint.resume={step2}" in message
     assert corrupt.output.count("Traceback") == 1  # torchrun's own (ChildFailedError); none from the worker
+
+    manifest = step4 / "manifest.json"
+    saved_manifest = manifest.read_text()
+    manifest.unlink()  # deleted: the files can no longer be checked, which is an error, not silence
+    unchecked = launch(run_dir, *RUN)
+    assert unchecked.returncode != 0
+    message = root_cause(unchecked.output)
+    assert message.startswith("mos_nemo: checkpoint step_0000004") and "no manifest.json" in message, message
+    entries = json.loads(saved_manifest)
+    name = sorted(entries["files"])[0]
+    for broken, expected in ((dict(entries, files={**entries["files"], name: "12"}), f"entry {name!r} is '12'"),
+                             (dict(entries, files={k: [v[0], None] for k, v in entries["files"].items()}),
+                              "no CRC-32 for")):  # a periodic save recorded CRCs: null ones are tampering
+        manifest.write_text(json.dumps(broken))
+        assert any(expected in problem for problem in verify_manifest(step4, with_checksums=True)), expected
+    manifest.write_text(saved_manifest)
 
     (step4 / "meta.json").unlink()  # as if the save had been killed between the rename and meta.json
     incomplete = launch(run_dir, *RUN)

@@ -144,7 +144,8 @@ def save_checkpoint(run_dir: str | Path, step: int, model: list, optimizer, trai
         if parallel.rank == 0:
             meta = {"step": step, "tp": parallel.tp, "pp": parallel.pp, "dp": parallel.dp,
                     "world_size": parallel.world_size, "optimizer_format": sharding,
-                    "save_seconds": round(time.perf_counter() - started, 3)}  # predicts the next launch's save
+                    "save_seconds": round(time.perf_counter() - started, 3),  # predicts the next launch's save
+                    "checksums": checksums}
             (partial / META).write_text(json.dumps(meta))
             shutil.rmtree(final, ignore_errors=True)
             os.replace(partial, final)
@@ -217,7 +218,7 @@ def load_checkpoint(folder: str | Path, model: list, optimizer, parallel: Parall
     with ``rng_restored`` added. Raises MosCheckpointError naming the folder for anything wrong with it."""
     folder = Path(folder)
     meta = read_meta(folder)
-    problems = verify_manifest(folder)
+    problems = verify_manifest(folder, with_checksums=bool(meta.get("checksums", False)))
     if problems:
         raise _fail(folder, "; ".join(problems[:3]) + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""))
     sharding = meta.get("optimizer_format", RESHARDABLE)

@@ -68,17 +68,46 @@ def write_manifest(folder: Path, with_checksums: bool) -> None:
         (folder / MANIFEST).write_text(json.dumps({"files": entries}, indent=0, sort_keys=True))
 
 
-def verify_manifest(folder: Path) -> list[str]:
-    """Collective: what is wrong with ``folder``'s files (empty list if nothing), the same on every rank."""
-    rank, world = _world()
-    manifest_path = folder / MANIFEST
-    problems: dict[str, str] = {}
-    if not manifest_path.is_file():
-        return []  # written before manifests existed: nothing to check against
+def _entry(value) -> Optional[tuple[int, Optional[int]]]:
+    """A manifest entry ``[size, crc32 or null]``, or None if it is not one."""
+    if not (isinstance(value, list) and len(value) == 2 and isinstance(value[0], int)):
+        return None
+    if value[1] is not None and not isinstance(value[1], int):
+        return None
+    return value[0], value[1]
+
+
+def read_manifest(folder: Path, with_checksums: bool) -> tuple[dict, list[str]]:
+    """``({name: (size, crc32 or None)}, problems)``: a manifest that is missing, does not parse, has an entry
+    that does not parse, or lacks CRCs that the save recorded (``with_checksums``) is a problem, not silence."""
     try:
-        entries = json.loads(manifest_path.read_text())["files"]
-    except (ValueError, KeyError) as error:
-        return [f"{MANIFEST} is unreadable ({error})"]
+        entries = json.loads((folder / MANIFEST).read_text())["files"]
+        if not isinstance(entries, dict):
+            raise TypeError("'files' is not an object")
+    except FileNotFoundError:
+        return {}, [f"it has no {MANIFEST}, so its files cannot be checked"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        return {}, [f"{MANIFEST} is unreadable ({type(error).__name__}: {error})"]
+    parsed, problems = {}, []
+    for name, value in sorted(entries.items()):
+        entry = _entry(value)
+        if entry is None:
+            problems.append(f"{MANIFEST} entry {name!r} is {value!r}, not [size, crc32 or null]")
+        elif with_checksums and entry[1] is None:
+            problems.append(f"{MANIFEST} has no CRC-32 for {name} although this save recorded them")
+        else:
+            parsed[name] = entry
+    return parsed, problems
+
+
+def verify_manifest(folder: Path, with_checksums: bool = False) -> list[str]:
+    """Collective: what is wrong with ``folder``'s files (empty list if nothing), the same on every rank.
+    ``with_checksums``: the save recorded CRC-32s (meta.json says so), so each entry must have one."""
+    rank, world = _world()
+    problems: dict[str, str] = {}
+    entries, unreadable = read_manifest(folder, with_checksums)
+    if unreadable:
+        return unreadable
     for name in sorted(entries)[rank::world]:
         size, checksum = entries[name]
         path = folder / name
