@@ -17,7 +17,6 @@ agree on each global batch without talking. Only rank 0 writes logs.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from pathlib import Path
 from typing import Optional
@@ -28,13 +27,11 @@ from mos_nemo.config import MosConfig, non_default_settings, to_yaml
 from mos_nemo.data import local_micro_batches, pad_token_id
 from mos_nemo.engine.training import build
 from mos_nemo.engine.training.checkpoint import (
-    find_latest, load_checkpoint, newest_good_checkpoint, rng_state, save_checkpoint, set_rng_state,
-    sharding_format)
-from mos_nemo.engine.training.checkpoint_files import write_verdict
+    find_latest, load_checkpoint, rng_state, save_checkpoint, set_rng_state, sharding_format)
+from mos_nemo.engine.training.finite import FiniteGuard
 from mos_nemo.engine.training.interrupt import StepInterrupted, StepSnapshot
 from mos_nemo.engine.training.resume_config import (
     changed_settings, check_resume_changes, describe_changes, launch_config_path)
-from mos_nemo.errors import MosTrainingError
 from mos_nemo.engine.training.optim import LinearSchedule, build_optimizer, set_learning_rate
 from mos_nemo.engine.parallel import ParallelState
 from mos_nemo.engine.model.inputs import to_device
@@ -75,7 +72,7 @@ class Trainer:
         # A step can stop between its micro batches. Packed steps have at most per_rank micro batches too
         # (rows <= examples), so a step that can raise StepInterrupted always has its snapshot.
         self.state = RunState(abortable=parallel.pp == 1 and per_rank > 1)
-        self.nonfinite_steps: list[int] = []  # the current run of steps with a non-finite loss or grad norm
+        self.finite = FiniteGuard(config.run.dir, config.train.nonfinite_limit)
         self.resume_note = ""
         self.resumed_save_seconds: Optional[float] = None  # how long the resumed checkpoint's save took
         self.mixing_seconds = 0.0  # MoS wall time not yet reported in train.jsonl
@@ -122,7 +119,7 @@ class Trainer:
         return changes
 
     def _save(self, final: bool = False, signalled: bool = False) -> None:
-        if self.nonfinite_steps:  # never let a non-finite state replace (or, with keep, prune) a finite one
+        if self.finite.failing:  # never let a non-finite state replace (or, with keep, prune) a finite one
             self.logger.print(f"step {self.step}: not saving a checkpoint, the loss or grad norm is not finite")
             return
         trainer_state = {
@@ -140,38 +137,6 @@ class Trainer:
         seconds = time.perf_counter() - started
         self.state.saved(self.step, folder, seconds)
         self.logger.print(f"saved checkpoint {folder} ({seconds:.1f}s)")
-
-    def _check_finite(self, loss: float, grad_norm) -> None:
-        """Stop after ``train.nonfinite_limit`` steps in a row with a non-finite loss or grad norm."""
-        finite = math.isfinite(loss) and (grad_norm is None or math.isfinite(grad_norm))
-        if finite:
-            self.nonfinite_steps = []
-            return
-        self.nonfinite_steps.append(self.step)
-        self.logger.print(f"step {self.step}: non-finite loss {loss} or grad norm {grad_norm}")
-        limit = self.config.train.nonfinite_limit
-        if len(self.nonfinite_steps) >= limit:
-            good = newest_good_checkpoint(self.config.run.dir)
-            named = (f"The newest good checkpoint (the step after it had a finite loss and gradients) is {good}; "
-                     "checkpoint.resume=auto takes it" if good is not None else
-                     "No checkpoint of this run is known good (none had a finite step after it)")
-            raise MosTrainingError(
-                f"the loss or grad norm was not finite for {limit} steps in a row (steps "
-                f"{self.nonfinite_steps[0]}-{self.step}; loss {loss}, grad norm {grad_norm}); stopped without "
-                f"saving. {named}. Lower optim.lr (with checkpoint.allow_changes=[optim.lr]), check the data, "
-                f"or resume from an earlier checkpoint with checkpoint.resume=PATH (train.nonfinite_limit={limit} "
-                "sets how many steps are tolerated)")
-
-    def _judge_checkpoint(self, loss: float, grad_norm: float) -> None:
-        """The first step trained from a checkpoint's weights tells whether they are good: a finite loss and
-        finite gradients (weights on the edge of overflow can give one batch a finite loss, not its grads)."""
-        folder = self.state.first_loss_after()
-        if folder is not None and self.parallel.rank == 0:
-            good = math.isfinite(loss) and math.isfinite(grad_norm)
-            write_verdict(folder, good=good, by_step=self.step, loss=loss)
-            if not good:
-                self.logger.print(f"step {self.step}: the loss or gradients from {folder.name}'s weights are not "
-                                  "finite: that checkpoint is marked bad; checkpoint.resume=auto passes over it")
 
     # ---- mixing ----------------------------------------------------------------------------------
     def _weights(self) -> dict[str, float]:
@@ -230,8 +195,9 @@ class Trainer:
             self.state.step_abandoned(self.step, interruption)
             self.step -= 1
             return
-        self._judge_checkpoint(result.loss, result.grad_norm)
-        self._check_finite(result.loss, result.grad_norm)
+        self.finite.judge(self.state.first_loss_after(), self.step, result.loss, result.grad_norm,
+                          self.parallel.rank == 0, self.logger.print)
+        self.finite.check(self.step, result.loss, result.grad_norm, self.logger.print)
         updating = self.reward_hook is not None and self.reward_hook.should_update(self.step)
         # agreed in the step's all-reduce; a signalled step saves at once and owes its MoS update
         self.state.step_finished(result.stop_requested, updating)
