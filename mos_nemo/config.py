@@ -34,6 +34,7 @@ RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
 class RunConfig:
     dir: str = "runs/default"  # where config.yaml, train.jsonl, mixture.jsonl, checkpoints/ and tb/ go
     seed: int = 1234  # seeds the model init, the blend draws and the scorer; every draw is keyed on it
+    take_over_lock: bool = False  # take run.dir's lock from a launch on another host that is known to be gone
 
 
 @dataclass
@@ -74,6 +75,8 @@ class TrainConfig:
     pack: bool = False  # pack the global batch into rows of seq_length (first-fit decreasing; segment-aware attention)
     stop_after: Optional[int] = None  # end this launch after this step (checkpoint, exit 0); schedule unchanged
     nonfinite_limit: int = 3  # stop with an error after this many steps in a row with a non-finite loss or grad norm
+    time_limit: Optional[str] = None  # wall-clock budget of a launch, e.g. 3h50m: save and exit 0 before it (also
+    # before a Slurm job's end, found automatically); the next launch resumes
 
 
 @dataclass

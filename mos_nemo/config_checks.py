@@ -208,6 +208,15 @@ def _check_train(config: MosConfig) -> None:
         _fail("optim.lr", optim.lr, "must be a finite number > 0")
     if not 0 <= optim.min_lr <= optim.lr:
         _fail("optim.min_lr", optim.min_lr, f"must lie in [0, optim.lr={optim.lr}]")
+    if train.time_limit is not None:
+        from mos_nemo.engine.training.deadline import parse_duration
+
+        try:
+            seconds = parse_duration(train.time_limit)
+        except ValueError:
+            seconds = 0.0
+        if not seconds > 0:
+            _fail("train.time_limit", train.time_limit, "give a duration > 0 such as 3h50m, 90m, 45s or 01:30:00")
 
 
 def _check_datasets(config: MosConfig, check_paths: bool) -> None:
@@ -255,6 +264,12 @@ def _check_checkpoint(config: MosConfig) -> None:
         _fail("checkpoint.resume", checkpoint.resume, "use auto, none, or the path of a checkpoint folder")
     if checkpoint.format not in CHECKPOINT_FORMATS:
         _fail("checkpoint.format", checkpoint.format, f"choose one of {list(CHECKPOINT_FORMATS)}")
+    from mos_nemo.engine.training.resume_config import never_resumable
+
+    for name, why in never_resumable(list(checkpoint.allow_changes)).items():
+        _fail("checkpoint.allow_changes", list(checkpoint.allow_changes),
+              f"{name} can never change on a resume ({why}); start a new run instead (checkpoint.resume=none "
+              "or another run.dir)")
     if config.train.nonfinite_limit < 1:
         _fail("train.nonfinite_limit", config.train.nonfinite_limit, "must be >= 1 (steps in a row)")
 

@@ -85,9 +85,26 @@ def read_jsonl(path: str | Path) -> list[dict]:
 
 
 def _truncate_jsonl(path: Path, last_step: int) -> None:
-    """Keep the records with ``step <= last_step`` (those a checkpoint at ``last_step`` has seen)."""
-    kept = [r for r in read_jsonl(path) if r["step"] <= last_step]
-    path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    """Keep the records with ``step <= last_step`` (those a checkpoint at ``last_step`` has seen).
+
+    A torn last line (a write cut short by a full disk or a kill) is dropped, not an error; the file is
+    rewritten through a temporary file, so a full disk now leaves the old one whole."""
+    if not path.is_file():
+        return
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    kept = []
+    for number, line in enumerate(lines, 1):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            if number == len(lines):
+                break  # torn
+            raise MosDataError(f"{path}:{number}: not valid JSON ({error})") from None
+        if record["step"] <= last_step:
+            kept.append(line)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text("".join(line + "\n" for line in kept))
+    temporary.replace(path)
 
 
 def _memory_gib() -> float:

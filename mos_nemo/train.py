@@ -30,7 +30,7 @@ def _lock_run_dir(config, parallel):
     from mos_nemo.engine.run_dir import RunDirLock
     from mos_nemo.errors import MosRunDirError
 
-    lock = RunDirLock(config.run.dir)
+    lock = RunDirLock(config.run.dir, take_over=config.run.take_over_lock)
     verdict = [None]
     if parallel.rank == 0:
         try:
@@ -42,6 +42,19 @@ def _lock_run_dir(config, parallel):
     if verdict[0] is not None:
         raise MosRunDirError(verdict[0])
     return lock
+
+
+def _write_exit_note(trainer, rank: int) -> None:
+    """Why this launch ended (finished | deadline | signal | stop_after) into $MOS_NEMO_EXIT_NOTE, if set: the
+    batch script requeues the job after a deadline stop (docker/slurm/train.sbatch)."""
+    path = os.environ.get("MOS_NEMO_EXIT_NOTE")
+    if not path or rank != 0:
+        return
+    reason = "finished" if trainer.step >= trainer.max_steps else (trainer.state.stop_reason or "stop_after")
+    if trainer.state.abandoned is not None:
+        reason = "signal"
+    with open(path, "w") as note:
+        note.write(reason + "\n")
 
 
 @record
@@ -72,7 +85,9 @@ def main(argv: list[str] | None = None) -> int:
         parallel = initialize_parallel(config.parallel.tp, config.parallel.pp, config.run.seed)
         lock = _lock_run_dir(config, parallel)
         configure_logging(config.run.dir, parallel.rank)
-        Trainer(config, parallel).run()
+        trainer = Trainer(config, parallel)
+        trainer.run()
+        _write_exit_note(trainer, parallel.rank)
     except MosError as error:
         return report_user_error(error)
     finally:

@@ -43,11 +43,14 @@ def launch(run_dir: Path, *overrides: str, nproc: int = 1, timeout: int = 300) -
     return done
 
 
-def start(run_dir: Path, *overrides: str, nproc: int = 1, torchrun_flags: tuple = ()) -> subprocess.Popen:
-    """Start in the background (console output to run_dir/../NAME.console)."""
+def start(run_dir: Path, *overrides: str, nproc: int = 1, torchrun_flags: tuple = (),
+          session: bool = False) -> subprocess.Popen:
+    """Start in the background (console output to run_dir/../NAME.console). ``session``: in a session of its
+    own (``setsid``, as a batch script's step), so its process group id is its pid."""
     console = open(Path(str(run_dir) + ".console"), "w")
     return subprocess.Popen(command(run_dir, *overrides, nproc=nproc, torchrun_flags=torchrun_flags), cwd=ROOT,
-                            env=_env(), stdout=console, stderr=subprocess.STDOUT, text=True)
+                            env=_env(), stdout=console, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=session)
 
 
 def console(run_dir: Path) -> str:
@@ -82,3 +85,11 @@ def root_cause(output: str) -> str:
     cause = lines[-2].strip()
     assert cause.startswith("traceback : "), lines[-4:]
     return cause.removeprefix("traceback : ")
+
+
+def wait_for_path(path: Path, process: subprocess.Popen, run_dir: Path, timeout: float = 240) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert process.poll() is None, f"the run ended early:\n{console(run_dir)[-3000:]}"
+        assert time.monotonic() < deadline, f"no {path} after {timeout}s:\n{console(run_dir)[-3000:]}"
+        time.sleep(0.02)

@@ -16,7 +16,8 @@ import pytest
 import torch
 
 from mos_nemo.logs import read_jsonl
-from tests.integration.reliability_runs import complete_checkpoints, console, launch, start, wait_for_step
+from tests.integration.reliability_runs import (
+    complete_checkpoints, console, launch, start, wait_for_path, wait_for_step)
 
 MICRO_BATCHES = 48  # per step at DP=1: a step lasts far longer than stopping (one micro batch + a save)
 
@@ -45,10 +46,14 @@ def _worker_pid(torchrun_pid: int, rank: int) -> int:
     raise AssertionError(f"torchrun {torchrun_pid} has no worker with RANK={rank}")
 
 
-def _signal_during_step_2(run_dir: Path, process, pid) -> float:
-    """SIGTERM to ``pid()`` as soon as step 1 is logged; the seconds from the signal to the launch's exit."""
+def _signal_during_step_2(run_dir: Path, process, pid, after_save: bool = False) -> float:
+    """SIGTERM to ``pid()`` as soon as step 1 is logged (``after_save``: and its checkpoint is complete, so the
+    signal falls in step 2, not in that save); the seconds from the signal to the launch's exit."""
     try:
         wait_for_step(run_dir, 1, process)
+        if after_save:  # a signal during the save stops right after it (test_reliability_group_signal.py)
+            wait_for_path(run_dir / "checkpoints" / "step_0000001" / "meta.json", process, run_dir)
+            time.sleep(1.0)  # past the save's last agreement; step 2 (48 long micro batches) lasts far longer
         target = pid()
         signalled = time.monotonic()
         os.kill(target, signal.SIGTERM)
@@ -99,7 +104,8 @@ def test_sigterm_to_one_rank_stops_both_at_the_same_micro_batch(tmp_path):
     run_dir = tmp_path / "run"
     # checkpoint.every=1: step 1 is saved (with checksums) before the signal, and must not be saved again
     process = start(run_dir, *_settings(tmp_path, "checkpoint.every=1"), nproc=2)
-    exit_seconds = _signal_during_step_2(run_dir, process, lambda: _worker_pid(process.pid, rank=1))
+    exit_seconds = _signal_during_step_2(run_dir, process, lambda: _worker_pid(process.pid, rank=1),
+                                         after_save=True)
     output = console(run_dir)
     stopped = [line for line in output.splitlines() if line.startswith("stopped by a signal")]
     half = MICRO_BATCHES // 2

@@ -8,6 +8,7 @@ Layout of ``run.dir/checkpoints/``::
         rng/rank_00000.pt    each rank's RNG states (python, numpy, torch, megatron's tracker)
         manifest.json        size and CRC-32 of every file above, checked at load
         meta.json            step, layout and optimizer format; written last
+        verdict.json         good or not, once the next step's loss from these weights is known
     latest                   the name of the newest complete checkpoint
 
 Atomic by construction: everything is written into ``step_N.partial/`` and renamed to ``step_N/`` only
@@ -31,6 +32,7 @@ import json
 import os
 import random
 import shutil
+import time
 from pathlib import Path
 from typing import Any, Optional
 
@@ -40,7 +42,9 @@ import torch
 from mos_nemo.engine.cpu import device_mode
 from mos_nemo.engine.parallel import ParallelState, long_wait_barrier
 from mos_nemo.engine.training.checkpoint_files import (
-    LATEST, META, PARTIAL, is_complete, previous_complete, step_folders, verify_manifest, write_manifest)
+    LATEST, META, PARTIAL, is_complete, newest_good, previous_complete, step_folders, verdict, verify_manifest,
+    write_manifest)
+from mos_nemo.engine.training.disk import agree_save_ok, check_free_space
 from mos_nemo.engine.training.optimizer_state import OptimizerLoad, adopt_lr_bounds
 from mos_nemo.engine.training.step import unwrap
 from mos_nemo.errors import MosCheckpointError
@@ -68,15 +72,23 @@ def sharding_format(configured: str, final: bool) -> str:
 
 
 def find_latest(run_dir: str | Path) -> Optional[Path]:
-    """The newest checkpoint of a run (named by ``latest``, else the newest complete one), or None."""
+    """The checkpoint ``checkpoint.resume=auto`` takes: the newest one (named by ``latest``, else the newest
+    complete one) unless a step trained from it showed a non-finite loss; then the newest not shown bad.
+
+    A checkpoint saved at the end of a launch (signal, deadline, stop_after) has no later step yet, so
+    "not shown bad" rather than "confirmed good": its first resumed step confirms or refutes it."""
     root = checkpoints_dir(run_dir)
     pointer = root / LATEST
     if pointer.is_file():
         candidate = root / pointer.read_text().strip()
-        if candidate.is_dir():
+        if candidate.is_dir() and verdict(candidate) is not False:
             return candidate
-    complete = [p for p in step_folders(root) if is_complete(p)]
-    return complete[-1] if complete else None
+    usable = [p for p in step_folders(root) if is_complete(p) and verdict(p) is not False]
+    return usable[-1] if usable else None
+
+
+def newest_good_checkpoint(run_dir: str | Path) -> Optional[Path]:
+    return newest_good(checkpoints_dir(run_dir))
 
 
 def _sharded_state(model: list, optimizer, is_loading: bool, sharding: str) -> dict:
@@ -115,35 +127,49 @@ def save_checkpoint(run_dir: str | Path, step: int, model: list, optimizer, trai
                     parallel: ParallelState, keep: int = 0, sharding: str = RESHARDABLE,
                     checksums: bool = True, config_yaml: Optional[str] = None) -> Path:
     """Write checkpoint ``step`` atomically (collective: every rank calls it); return its folder."""
+    started = time.perf_counter()
     root = checkpoints_dir(run_dir)
     final = root / f"step_{step:07d}"
     partial = root / f"step_{step:07d}{PARTIAL}"
-    if parallel.rank == 0:
-        shutil.rmtree(partial, ignore_errors=True)
-        partial.mkdir(parents=True)  # empty: dist_checkpointing refuses to write into a used folder
-    long_wait_barrier()  # rank 0 may have been deleting an old partial save of many GB
-    with device_mode():
-        dist_checkpointing.save(_sharded_state(model, optimizer, False, sharding), str(partial),
-                                sharded_strategy=parallel_save_strategy())
-    (partial / "rng").mkdir(exist_ok=True)
-    torch.save(rng_state(), partial / "rng" / f"rank_{parallel.rank:05d}.pt")
-    if parallel.rank == 0:
-        torch.save(trainer_state, partial / "trainer_state.pt")
-        if config_yaml is not None:
-            (partial / "config.yaml").write_text(config_yaml)
-    long_wait_barrier()
-    write_manifest(partial, with_checksums=checksums)
-    if parallel.rank == 0:
-        meta = {"step": step, "tp": parallel.tp, "pp": parallel.pp, "dp": parallel.dp,
-                "world_size": parallel.world_size, "optimizer_format": sharding}
-        (partial / META).write_text(json.dumps(meta))
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(partial, final)
-        pointer = root / f"{LATEST}.tmp"
-        pointer.write_text(final.name)
-        os.replace(pointer, root / LATEST)
-        _prune(root, keep)
-    long_wait_barrier()  # rank 0 renamed and pruned (deleting old checkpoints of many GB)
+    check_free_space(root, step, parallel)
+    failure = None
+    try:
+        if parallel.rank == 0:
+            shutil.rmtree(partial, ignore_errors=True)
+            partial.mkdir(parents=True)  # empty: dist_checkpointing refuses to write into a used folder
+    except OSError as error:
+        failure = error
+    agree_save_ok(failure, root, step, parallel)  # also the barrier before the ranks write into it
+    try:
+        with device_mode():
+            dist_checkpointing.save(_sharded_state(model, optimizer, False, sharding), str(partial),
+                                    sharded_strategy=parallel_save_strategy())
+        (partial / "rng").mkdir(exist_ok=True)
+        torch.save(rng_state(), partial / "rng" / f"rank_{parallel.rank:05d}.pt")
+        if parallel.rank == 0:
+            torch.save(trainer_state, partial / "trainer_state.pt")
+            if config_yaml is not None:
+                (partial / "config.yaml").write_text(config_yaml)
+    except (Exception, CheckpointException) as error:  # noqa: BLE001 - said and cleaned up on every rank
+        failure = error
+    agree_save_ok(failure, root, step, parallel)
+    try:
+        write_manifest(partial, with_checksums=checksums)
+        if parallel.rank == 0:
+            meta = {"step": step, "tp": parallel.tp, "pp": parallel.pp, "dp": parallel.dp,
+                    "world_size": parallel.world_size, "optimizer_format": sharding,
+                    "save_seconds": round(time.perf_counter() - started, 3),  # predicts the next launch's save
+                    "checksums": checksums}
+            (partial / META).write_text(json.dumps(meta))
+            shutil.rmtree(final, ignore_errors=True)
+            os.replace(partial, final)
+            pointer = root / f"{LATEST}.tmp"
+            pointer.write_text(final.name)
+            os.replace(pointer, root / LATEST)
+            _prune(root, keep)
+    except OSError as error:
+        failure = error
+    agree_save_ok(failure, root, step, parallel)
     return final
 
 
@@ -156,10 +182,13 @@ def parallel_save_strategy() -> FullyParallelSaveStrategyWrapper:
 
 
 def _prune(root: Path, keep: int) -> None:
+    """Keep the newest ``keep`` checkpoints and, whatever ``keep`` says, the newest one confirmed good."""
     if keep <= 0:
         return
+    good = newest_good(root)
     for old in step_folders(root)[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+        if old != good:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def _fail(folder: Path, problem: str) -> MosCheckpointError:
@@ -211,7 +240,7 @@ def load_checkpoint(folder: str | Path, model: list, optimizer, parallel: Parall
     with ``rng_restored`` added. Raises MosCheckpointError naming the folder for anything wrong with it."""
     folder = Path(folder)
     meta = read_meta(folder)
-    problems = verify_manifest(folder)
+    problems = verify_manifest(folder, with_checksums=bool(meta.get("checksums", False)))
     if problems:
         raise _fail(folder, "; ".join(problems[:3]) + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""))
     sharding = meta.get("optimizer_format", RESHARDABLE)
@@ -243,4 +272,5 @@ def load_checkpoint(folder: str | Path, model: list, optimizer, parallel: Parall
     if trainer_state["rng_restored"]:
         set_rng_state(torch.load(rng_file, weights_only=False))
     trainer_state["saved_layout"] = {k: meta[k] for k in ("tp", "pp", "dp")}
+    trainer_state["save_seconds"] = meta.get("save_seconds")
     return trainer_state

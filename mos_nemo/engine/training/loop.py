@@ -17,7 +17,6 @@ agree on each global batch without talking. Only rank 0 writes logs.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from pathlib import Path
 from typing import Optional
@@ -29,13 +28,16 @@ from mos_nemo.data import local_micro_batches, pad_token_id
 from mos_nemo.engine.training import build
 from mos_nemo.engine.training.checkpoint import (
     find_latest, load_checkpoint, rng_state, save_checkpoint, set_rng_state, sharding_format)
-from mos_nemo.engine.training.interrupt import StepInterrupted, StepSnapshot, StopRequest
+from mos_nemo.engine.training.finite import FiniteGuard
+from mos_nemo.engine.training.interrupt import StepInterrupted, StepSnapshot
 from mos_nemo.engine.training.resume_config import (
     changed_settings, check_resume_changes, describe_changes, launch_config_path)
-from mos_nemo.errors import MosTrainingError
 from mos_nemo.engine.training.optim import LinearSchedule, build_optimizer, set_learning_rate
 from mos_nemo.engine.parallel import ParallelState
 from mos_nemo.engine.model.inputs import to_device
+from mos_nemo.engine.training.deadline import Deadline
+from mos_nemo.engine.training.run_state import RunState
+from mos_nemo.engine.training.save_queue import start_save_queue, stop_save_queue
 from mos_nemo.engine.training.step import synchronize_params, train_step, wrap_for_training
 from mos_nemo.logs import RunLogger
 
@@ -66,16 +68,13 @@ class Trainer:
         build.apply_exclusions(config, self.blend, self.reward_hook, self.names)
         self.validation = build.build_validation(config, heldout, self.hf_config, self.pad_id, parallel)
         self.step = 0
-        self.pending_validation = False  # a signalled step skipped its held-out loss; the next launch scores it
-        self.pending_update = False  # a signalled step skipped its MoS update; the next launch runs it first
-        self.saved_step: Optional[int] = None  # the step whose state run.dir's newest checkpoint holds
-        self.interrupted_during: Optional[str] = None  # "step N (after micro-batch k of m)" once abandoned
         per_rank = config.train.global_batch_size // (parallel.dp * config.train.micro_batch_size)
         # A step can stop between its micro batches. Packed steps have at most per_rank micro batches too
         # (rows <= examples), so a step that can raise StepInterrupted always has its snapshot.
-        self.abortable = parallel.pp == 1 and per_rank > 1
-        self.nonfinite_steps: list[int] = []  # the current run of steps with a non-finite loss or grad norm
+        self.state = RunState(abortable=parallel.pp == 1 and per_rank > 1)
+        self.finite = FiniteGuard(config.run.dir, config.train.nonfinite_limit)
         self.resume_note = ""
+        self.resumed_save_seconds: Optional[float] = None  # how long the resumed checkpoint's save took
         self.mixing_seconds = 0.0  # MoS wall time not yet reported in train.jsonl
         self.logger: Optional[RunLogger] = None
 
@@ -91,9 +90,9 @@ class Trainer:
         self.blend.load_state_dict(state["blend"])
         if self.reward_hook is not None and state["mixing"] is not None:
             self.reward_hook.load_state_dict(state["mixing"])
-        self.step = self.saved_step = state["step"]
-        self.pending_update = state.get("pending_update", False)
-        self.pending_validation = state.get("pending_validation", False)
+        self.step = state["step"]
+        self.state.resumed(state, folder)
+        self.resumed_save_seconds = state.get("save_seconds")
         build.apply_exclusions(self.config, self.blend, self.reward_hook, self.names)
         saved = state["saved_layout"]
         restored = "model, optimizer, LR schedule, data order, mixing state"
@@ -120,14 +119,13 @@ class Trainer:
         return changes
 
     def _save(self, final: bool = False, signalled: bool = False) -> None:
-        if self.nonfinite_steps:  # never let a non-finite state replace (or, with keep, prune) a finite one
+        if self.finite.failing:  # never let a non-finite state replace (or, with keep, prune) a finite one
             self.logger.print(f"step {self.step}: not saving a checkpoint, the loss or grad norm is not finite")
             return
         trainer_state = {
             "step": self.step, "schedule": self.schedule.state_dict(), "blend": self.blend.state_dict(),
             "mixing": self.reward_hook.state_dict() if self.reward_hook is not None else None,
-            "names": self.names, "pending_update": self.pending_update,
-            "pending_validation": self.pending_validation,
+            "names": self.names, **self.state.checkpoint_fields(),
         }
         synchronize_params(self.model)  # the overlapped param all-gather must land before the save reads them
         checkpoint = self.config.checkpoint
@@ -136,26 +134,9 @@ class Trainer:
                                  self.parallel, keep=checkpoint.keep,
                                  sharding=sharding_format(checkpoint.format, final), checksums=not signalled,
                                  config_yaml=to_yaml(self.config))
-        self.saved_step = self.step
-        self.logger.print(f"saved checkpoint {folder} ({time.perf_counter() - started:.1f}s)")
-
-    def _check_finite(self, loss: float, grad_norm) -> None:
-        """Stop after ``train.nonfinite_limit`` steps in a row with a non-finite loss or grad norm."""
-        finite = math.isfinite(loss) and (grad_norm is None or math.isfinite(grad_norm))
-        if finite:
-            self.nonfinite_steps = []
-            return
-        self.nonfinite_steps.append(self.step)
-        self.logger.print(f"step {self.step}: non-finite loss {loss} or grad norm {grad_norm}")
-        limit = self.config.train.nonfinite_limit
-        if len(self.nonfinite_steps) >= limit:
-            latest = find_latest(self.config.run.dir)
-            raise MosTrainingError(
-                f"the loss or grad norm was not finite for {limit} steps in a row (steps "
-                f"{self.nonfinite_steps[0]}-{self.step}; loss {loss}, grad norm {grad_norm}); stopped without "
-                f"saving. The last checkpoint is {latest or 'none'}. Lower optim.lr, check the data, or resume "
-                f"from an earlier checkpoint with checkpoint.resume=PATH (train.nonfinite_limit={limit} sets "
-                "how many steps are tolerated)")
+        seconds = time.perf_counter() - started
+        self.state.saved(self.step, folder, seconds)
+        self.logger.print(f"saved checkpoint {folder} ({seconds:.1f}s)")
 
     # ---- mixing ----------------------------------------------------------------------------------
     def _weights(self) -> dict[str, float]:
@@ -188,11 +169,11 @@ class Trainer:
         self.logger.log_validation(self.step, self.validation(self.model[0]))
 
     # ---- the loop --------------------------------------------------------------------------------
-    def _one_step(self, stop: "StopRequest") -> bool:
-        """One optimizer step (and its MoS update unless a stop was requested); True if stopping."""
+    def _one_step(self) -> None:
+        """One optimizer step and its MoS update, unless the ranks agree to stop (``self.state`` learns which)."""
         # Time already spent on MoS before this step (the theta0 pool, scored before step 1) counts in it.
         started = time.perf_counter() - self.mixing_seconds
-        snapshot = StepSnapshot.take(self.blend, self.optimizer, rng_state) if self.abortable else None
+        snapshot = StepSnapshot.take(self.blend, self.optimizer, rng_state) if self.state.abortable else None
         draw = self.blend.draw()
         train = self.config.train
         pad_multiple = self.config.data.pad_to_multiple_of * (self.parallel.tp if torch.cuda.is_available() else 1)
@@ -208,20 +189,22 @@ class Trainer:
         set_learning_rate(self.optimizer, lr)
         try:
             result = train_step(self.model, self.optimizer, micro_batches, self.parallel, len(self.names),
-                                stop_requested=lambda: stop.requested)
+                                stop_requested=lambda: self.state.signal.requested)
         except StepInterrupted as interruption:  # nothing applied: undo the draw, LR and RNG; no log record
             snapshot.restore(self.blend, self.optimizer, set_rng_state)
-            self.interrupted_during, self.step = f"step {self.step} ({interruption})", self.step - 1
-            return True
-        self._check_finite(result.loss, result.grad_norm)
-        interrupted = result.stop_requested  # agreed in the step's all-reduce; a signalled step saves at once
-        if interrupted:
-            self.pending_update = self.reward_hook is not None and self.reward_hook.should_update(self.step)
-        else:
-            updating = self.reward_hook is not None and self.reward_hook.should_update(self.step)
+            self.state.step_abandoned(self.step, interruption)
+            self.step -= 1
+            return
+        self.finite.judge(self.state.first_loss_after(), self.step, result.loss, result.grad_norm,
+                          self.parallel.rank == 0, self.logger.print)
+        self.finite.check(self.step, result.loss, result.grad_norm, self.logger.print)
+        updating = self.reward_hook is not None and self.reward_hook.should_update(self.step)
+        # agreed in the step's all-reduce; a signalled step saves at once and owes its MoS update
+        self.state.step_finished(result.stop_requested, updating)
+        if not self.state.stopping:
             self._maybe_update_mixture()  # after the step's update, before its log: `seconds` has the reward pass
             if updating:  # a signal during a long update: save now, not after one more step
-                interrupted = stop.agreed(self.parallel)
+                self.state.stop_between(self.state.signal.agreed(self.parallel))
         record = {"step": self.step, "loss": result.loss}
         if self.config.mixing.mode == "batch":
             record["dataset"] = self.names[int(draw.dataset_ids[0])]
@@ -237,7 +220,6 @@ class Trainer:
         if self.reward_hook is not None:  # wall time spent by MoS within this step (reward pass, psi update)
             record["mixing_seconds"], self.mixing_seconds = self.mixing_seconds, 0.0
         self.logger.log_step(record, self._weights())
-        return interrupted
 
     def run(self) -> int:
         """Train from the latest checkpoint (or from scratch) to ``max_steps`` or ``train.stop_after``."""
@@ -252,8 +234,8 @@ class Trainer:
                       "or another run.dir", flush=True)
             return self.step
         self.logger = RunLogger(config.run.dir, self.max_steps, resumed, enabled=parallel.rank == 0)
-        stop = StopRequest()
-        stop.install()
+        start_save_queue()  # before any save and any signal: megatron's save queue must outlive a group SIGTERM
+        self.state.signal.install()
         try:
             if parallel.rank == 0 and resumed is None:  # a fresh start: the earlier launches' configs are gone
                 for stale in Path(config.run.dir).glob("config.*.yaml"):
@@ -271,45 +253,53 @@ class Trainer:
             self.mixing_seconds = time.perf_counter() - prepared  # counted in the first step's record
             if resumed is None:
                 self.logger.log_mixture(0, self._weights(), self._counts())
-            if self.pending_update:  # the signalled step's MoS update, skipped to save in time
+            if self.state.pending_update:  # the signalled step's MoS update, skipped to save in time
                 self._maybe_update_mixture()
-                self.pending_update, self.saved_step = False, None  # the checkpoint predates the update
-            if self.validation is not None and (resumed is None or self.pending_validation):
+                self.state.pending_update_ran()
+            if self.validation is not None and (resumed is None or self.state.pending_validation):
                 self._validate()  # step 0's held-out loss, or the one a signalled step skipped
-                self.pending_validation = False
+                self.state.pending_validation_ran()
+            checkpoint = config.checkpoint
+            self.state.deadline = Deadline.find(config.train.time_limit, self.resumed_save_seconds)
+            if self.state.deadline is not None:
+                self.state.deadline.step_boundary()
+                self.logger.print(f"deadline: {self.state.deadline.describe()}; this launch saves and stops "
+                                  "before it")
             while self.step < last:
-                interrupted = self._one_step(stop)
-                if self.interrupted_during is not None:
+                self._one_step()
+                if self.state.abandoned is not None:
                     self._stop_mid_step()
                     break
+                self.state.check_deadline(self.parallel)
                 if self.validation is not None and self.validation.due(self.step, self.max_steps):
-                    self.pending_validation = interrupted  # a signalled step saves first, scores on resume
-                    if not interrupted:
+                    if self.state.validation_due():  # a stopping step saves first, scores on resume
                         self._validate()
-                every = config.checkpoint.every
-                due = (every and self.step % every == 0) or interrupted or self.step == last
-                if due and (self.step < self.max_steps or config.checkpoint.save_final or interrupted):
-                    self._save(final=self.step == self.max_steps, signalled=interrupted)
-                if interrupted:
-                    self.logger.print(f"stopped by a signal after step {self.step}; resume with the same command")
+                save = self.state.save_due(self.step, last, self.max_steps, checkpoint.every, checkpoint.save_final)
+                if save is not None:
+                    self._save(final=save.final, signalled=save.signalled)
+                    if not self.state.stopping and self.step < last:  # a signal during a periodic save
+                        self.state.stop_between(self.state.signal.agreed(self.parallel))
+                if self.state.stopping:
+                    self.logger.print(self.state.stop_message(self.step))
                     break
             if config.checkpoint.export_hf and self.step == self.max_steps:
                 self._export()
             return self.step
         finally:
-            stop.uninstall()
+            self.state.signal.uninstall()
+            stop_save_queue()
             self.logger.close()
 
     def _stop_mid_step(self) -> None:
         """A signal abandoned the step in flight: save the state after the previous step (fast format)."""
         if self.step == 0:
             saved = "nothing was trained yet, so no checkpoint; the next launch starts afresh"
-        elif self.saved_step == self.step:
+        elif self.state.saved_step == self.step:
             saved = f"step {self.step} is already saved"
         else:
             self._save(signalled=True)
-            saved = f"saved step {self.step}" if self.saved_step == self.step else f"step {self.step} not saved"
-        message = f"stopped by a signal during {self.interrupted_during}: {saved}; resume with the same command"
+            saved = f"saved step {self.step}" if self.state.saved_step == self.step else f"step {self.step} not saved"
+        message = f"stopped by a signal during {self.state.abandoned}: {saved}; resume with the same command"
         self.logger.print(message)
         if self.parallel.rank > 0:  # rank 0 printed it; the others note where they stopped in their own log
             log.info(message)

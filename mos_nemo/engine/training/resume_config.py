@@ -21,8 +21,28 @@ from mos_nemo.config import MosConfig
 from mos_nemo.errors import MosConfigError
 
 # Keys (or sections, ending in '.') whose change keeps the remaining steps' computation the same.
-FREE = ("checkpoint.", "train.stop_after", "train.nonfinite_limit", "parallel.", "run.dir", "data.cache_dir",
-        "mixing.exclude", "validation.every")
+FREE = ("checkpoint.", "train.stop_after", "train.nonfinite_limit", "train.time_limit", "parallel.", "run.dir", "run.take_over_lock",
+        "data.cache_dir", "mixing.exclude", "validation.every")
+
+# Keys whose change a checkpoint can never follow, and why: checkpoint.allow_changes refuses them.
+NEVER = {
+    "datasets": "the checkpoint's blend state (per-dataset cursors, counts, mixture weights, the scorer's inputs) "
+                "belongs to its dataset list; to drop a dataset mid-run use mixing.exclude",
+    "model.config": "the checkpoint's weights have the shapes of its model",
+    "model.tokenizer": "the checkpoint's embeddings are indexed by its tokenizer's token ids",
+    "mixing.scorer": "the checkpoint holds the state of its kind of scorer",
+    "mixing.hidden": "the checkpoint's scorer MLP has its hidden width",
+}
+
+
+def never_resumable(names: list[str]) -> dict[str, str]:
+    """``{name: why}`` for each allow_changes entry that names (or contains) a key no resume can change."""
+    found = {}
+    for name in names:
+        for key, why in NEVER.items():
+            if _covered(name, [key]) or _covered(key, [name]):
+                found.setdefault(name, f"{key}: {why}")
+    return found
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -53,6 +73,13 @@ def _covered(key: str, names: list[str]) -> bool:
 
 def check_resume_changes(changes: dict[str, tuple[Any, Any]], allowed: list[str], checkpoint: Path) -> None:
     """Raise MosConfigError naming every change that breaks exact continuation and is not allowed."""
+    impossible = {k: v for k, v in changes.items() if _covered(k, list(NEVER))}
+    if impossible:
+        shown = "; ".join(f"{key}: {old!r} -> {new!r} ({next(w for n, w in NEVER.items() if _covered(key, [n]))})"
+                          for key, (old, new) in impossible.items())
+        raise MosConfigError(
+            f"resuming from {checkpoint} with settings that no checkpoint can follow changed: {shown}. Put them "
+            "back, or start a new run with checkpoint.resume=none (or another run.dir)")
     refused = {k: v for k, v in changes.items() if not _covered(k, list(FREE)) and not _covered(k, allowed)}
     if not refused:
         return

@@ -37,7 +37,7 @@ class StepResult:
     loss_tokens: int  # response tokens in the global batch
     tokens: int  # all non-padding tokens in the global batch
     grad_norm: float  # global gradient norm before clipping
-    update_ok: bool  # False if the optimizer skipped the step (non-finite gradients)
+    update_ok: bool  # False if the step was skipped (non-finite gradients): the weights are unchanged
     dataset_losses: list  # per dataset: token-averaged loss of its examples in this batch, None if absent
     stop_requested: bool = False  # some rank had been signalled by the end of this step (agreed on every rank)
 
@@ -174,8 +174,11 @@ def train_step(model: list[DistributedDataParallel], optimizer, micro_batches: l
             chunk.zero_grad_buffer()
         optimizer.zero_grad()
         raise
-    with device_mode():
-        update_ok, grad_norm, _ = optimizer.step()
+    if gradients_finite(model, parallel):
+        with device_mode():
+            update_ok, grad_norm, _ = optimizer.step()
+    else:  # megatron's own skip (it has one only with an fp16 grad scaler): the weights stay as they were
+        update_ok, grad_norm = False, None
     signalled = stop_requested is not None and stop_requested()
     sums = _global_sums(reports, micro_batches, parallel, num_datasets, signalled)  # [N + 2, 3]
     loss_sum, loss_tokens, tokens = sums[0].tolist()
@@ -188,6 +191,21 @@ def train_step(model: list[DistributedDataParallel], optimizer, micro_batches: l
         dataset_losses=[float(s / n) if n > 0 else None for s, n, _ in sums[1:-1].tolist()],
         stop_requested=bool(sums[-1, 0] > 0),
     )
+
+
+def gradients_finite(model: list[DistributedDataParallel], parallel: ParallelState) -> bool:
+    """True on every rank if no rank's gradient buffers hold a NaN or an infinity.
+
+    megatron checks this only with a grad scaler (fp16): under bf16 and fp32 it applies a non-finite update
+    and reports it applied. A float64 sum per buffer propagates any NaN/inf without a full-size mask."""
+    total = torch.zeros(1, dtype=torch.float64, device=parallel.device)
+    for chunk in model:
+        for buffer in [*chunk.buffers, *chunk.expert_parallel_buffers]:
+            total += buffer.grad_data.sum(dtype=torch.float64)
+    bad = torch.logical_not(torch.isfinite(total)).to(torch.float64)
+    if parallel.world_size > 1:
+        dist.all_reduce(bad, op=dist.ReduceOp.MAX)
+    return bool(bad.item() == 0)
 
 
 def _global_sums(reports: list[dict], micro_batches: list[dict], parallel: ParallelState,

@@ -145,3 +145,25 @@ def test_the_entry_point_reports_config_errors_before_any_work():
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert "train.max_stepz" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("allowed, key", [("datasets", "datasets"), ("model.config.hidden_size", "model.config"),
+                                          ("model", "model.config"), ("mixing.scorer", "mixing.scorer")])
+def test_allow_changes_refuses_keys_no_resume_can_follow_saying_why(allowed, key):
+    config = compose_config("tiny_cpu", [f"checkpoint.allow_changes=[{allowed}]"])
+    with pytest.raises(MosConfigError, match=rf"checkpoint.allow_changes=.*{allowed} can never change on a resume "
+                                             rf"\({key}: the checkpoint"):
+        validate(config, world_size=1, check_paths=False)
+
+
+def test_a_changed_dataset_list_is_refused_without_offering_allow_changes(tmp_path):
+    from mos_nemo.engine.training.resume_config import changed_settings, check_resume_changes, config_tree
+    from omegaconf import OmegaConf
+
+    saved = compose_config("tiny_cpu", [])
+    changed = compose_config("tiny_cpu", ["datasets=[{name: a, source: a.jsonl}]"])
+    changes = changed_settings(OmegaConf.to_yaml(config_tree(saved)), changed)
+    with pytest.raises(MosConfigError) as refused:
+        check_resume_changes(changes, ["datasets"], tmp_path)
+    assert "no checkpoint can follow" in str(refused.value) and "belongs to its dataset list" in str(refused.value)
+    assert "allow_changes" not in str(refused.value)

@@ -36,11 +36,13 @@ def test_slurm_scripts_pass_shellcheck():
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def test_train_job_checkpoints_and_requeues_on_a_signal():
+def test_train_job_checkpoints_and_requeues_on_a_signal_or_its_deadline():
     text = (ROOT / "docker" / "slurm" / "train.sbatch").read_text()
-    for needle in ("#SBATCH --signal=B:USR1@120", "#SBATCH --requeue", "trap 'stop_and_requeue USR1' USR1",
-                   "scancel --signal=TERM", 'scontrol requeue "$JOB_ID"', "checkpoint.resume=auto"):
+    for needle in ("#SBATCH --requeue", "trap 'stop_and_requeue TERM' TERM", "export SLURM_JOB_END_TIME",
+                   "MOS_NEMO_EXIT_NOTE", "scancel --signal=TERM", 'scontrol requeue "$JOB_ID"',
+                   "checkpoint.resume=auto"):
         assert needle in text
+    assert "#SBATCH --signal" not in text  # the trainer's own deadline ends the allocation, not a signal
 
 
 def _dry_run(*args, **env):
