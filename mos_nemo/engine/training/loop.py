@@ -179,8 +179,9 @@ class Trainer:
             self.logger.print(f"step {self.step}: mixing update skipped (non-finite reward); weights kept")
         else:
             shown = " ".join(f"{name}={p:.4f}" for name, p in self._weights().items())
-            self.logger.print(f"step {self.step}: MoS update ({self.config.mixing.reward}, "
-                              f"{update.seconds:.2f}s) -> weights {shown}")
+            mixing = self.config.mixing
+            what = f"MoS update ({mixing.reward}, " if mixing.strategy == "mos" else f"{mixing.strategy} update ("
+            self.logger.print(f"step {self.step}: {what}{update.seconds:.2f}s) -> weights {shown}")
 
     def _validate(self) -> None:
         """Score the held-out examples (validation.jsonl); outside the step's timing, so train.jsonl's
@@ -214,6 +215,8 @@ class Trainer:
             self.interrupted_during, self.step = f"step {self.step} ({interruption})", self.step - 1
             return True
         self._check_finite(result.loss, result.grad_norm)
+        if self.reward_hook is not None:  # ODM's reward: this step's losses, and the weights it was drawn with
+            self.reward_hook.observe(self.step, result.dataset_losses, self.blend.weights)
         interrupted = result.stop_requested  # agreed in the step's all-reduce; a signalled step saves at once
         if interrupted:
             self.pending_update = self.reward_hook is not None and self.reward_hook.should_update(self.step)
