@@ -105,6 +105,8 @@ class MixingConfig:
     reward_batch: Optional[int] = None  # L: examples per dataset per reward mini-batch; null: 64 cossim, 16 diff
     target: Optional[str] = None  # MoSpec (Section 6): name of the target dataset, or null
     reference: Reference = Reference.pool  # diff reward's theta0: pool (scored once at start) | live (frozen copy)
+    reference_model: Optional[str] = None  # HF folder scored as the reference instead of theta0 (diff, doremi);
+    # DoReMi's recipe: a model trained on the baseline mixture (a static run's run.dir/hf, checkpoint.export_hf)
     reference_pool: int = 1024  # examples per dataset in the fixed reward pool (reference: pool)
     scorer: Scorer = Scorer.logits  # psi: logits (N logits, the authors' code) | mlp (2-layer MLP, paper Section 3.1)
     scorer_lr: Optional[float] = None  # Adam lr of psi; null: 1e-4 logits, 5e-6 mlp (same movement per update)

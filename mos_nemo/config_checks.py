@@ -192,6 +192,9 @@ def _check_mixing(config: MosConfig) -> None:
     mixing, names = config.mixing, [d.name for d in config.datasets]
     if not 0 <= mixing.p_min * len(names) < 1:
         _fail("mixing.p_min", mixing.p_min, f"must lie in [0, 1/{len(names)}) for {len(names)} datasets")
+    if mixing.reference_model is not None and not Path(mixing.reference_model).expanduser().is_dir():
+        _fail("mixing.reference_model", mixing.reference_model, f"no such folder (from {Path.cwd()}): give a "
+              "Hugging Face model folder with the trained model's architecture, e.g. a run's run.dir/hf")
     if mixing.target is not None and mixing.target not in names:
         _fail("mixing.target", mixing.target, f"name one of the datasets {names}, or null")
     unknown = [name for name in mixing.exclude if name not in names]

@@ -186,8 +186,9 @@ def build_reward_hook(config: MosConfig, datasets: list[TokenizedDataset], model
                       parallel: ParallelState, hf_folder: Optional[Path] = None):
     """The callback that rewrites the blend's weights every ``mixing.update_every`` steps (None: static).
 
-    With ``mixing.reward=diff`` and ``mixing.reference=live`` it also builds theta0: a second, frozen model
-    with the same initial weights (the paper's way; ``pool`` avoids holding it).
+    With ``mixing.reference=live`` (Diff, DoReMi) it also builds theta0: a second, frozen model with the same
+    initial weights (the paper's way; ``pool`` avoids holding it). ``mixing.reference_model`` replaces theta0
+    by that folder's model (with ``pool`` it scores the pool once and is then dropped).
     """
     if config.mixing.strategy == Strategy.static:
         return None
@@ -202,8 +203,9 @@ def build_reward_hook(config: MosConfig, datasets: list[TokenizedDataset], model
                          seq_length=reward_width(datasets, config.train.seq_length), pad_id=pad_id,
                          hidden_size=model_config.hidden_size)
     reference_model = None
-    if "nll" in mixer.needs and mixing.reference == Reference.live:
-        reference_model = build_training_model(config, model_config, hf_folder, parallel).eval()
+    if "nll" in mixer.needs and (mixing.reference == Reference.live or mixing.reference_model is not None):
+        folder = Path(mixing.reference_model).expanduser() if mixing.reference_model is not None else hf_folder
+        reference_model = build_training_model(config, model_config, folder, parallel).eval()
         reference_model.requires_grad_(False)
     default_batch = DEFAULT_REWARD_BATCH[mixing.reward] if mixing.strategy == Strategy.mos else DEFAULT_NLL_BATCH
     return MixingHook(mixer, datasets, setup, reward_batch=mixing.reward_batch or default_batch,

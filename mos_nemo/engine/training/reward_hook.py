@@ -11,6 +11,7 @@ For MoS, Algorithm 1, lines 6-11, made parallelism-aware (docs/algorithm.md, "Re
 theta0 for Diff and DoReMi (``reference``): ``pool`` (default) draws a fixed pool of examples per dataset before
 training and scores it once with theta0; reward mini-batches are then drawn from the pool and compared
 with the kept NLL, so no second model is held. ``live`` keeps a frozen theta0 model and scores both.
+``mixing.reference_model`` (an HF folder) takes theta0's place in either form.
 Diff's NLL covers the response tokens (Eq. 9) or, with ``diff_tokens="sequence"``, the whole example.
 """
 
@@ -116,9 +117,12 @@ class MixingHook:
 
     # ---- theta0 ---------------------------------------------------------------------------------
     def prepare(self, model: torch.nn.Module) -> None:
-        """Score the reference pool with theta0 (the model before any update). No-op if loaded from a checkpoint."""
+        """Score the reference pool with theta0 (the model before any update), or with the given reference
+        model (``mixing.reference_model``), which is then dropped. No-op if loaded from a checkpoint."""
         if not self.uses_pool or self.pool_ids is not None:
             return
+        if self.reference_model is not None:
+            model, self.reference_model = self.reference_model, None
         started = time.perf_counter()
         ids = [
             reward_example_ids(len(ds), min(self.reference_pool, len(ds)), self.seed, _POOL_STEP, i)
@@ -206,6 +210,8 @@ class MixingHook:
                                  f"has {self.diff_tokens}: resume with mixing.diff_tokens={saved}")
         self.mixer.load_state_dict(state["mos"])
         self.pool_ids, self.pool_nll = state["pool_ids"], state["pool_nll"]
+        if self.uses_pool and self.pool_nll is not None:  # the reference's pool NLL came with the checkpoint
+            self.reference_model = None
 
 
 def _broadcast_from_rank0(weights: torch.Tensor, device: torch.device) -> torch.Tensor:
