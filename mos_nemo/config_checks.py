@@ -95,7 +95,7 @@ def validate(config: MosConfig, world_size: int, check_paths: bool = True) -> No
     _check_parallel(config, world_size)
     _check_train(config)
     _check_datasets(config, check_paths)
-    _check_mixing(config)
+    _check_mixing(config, check_paths)
     _check_validation(config)
     _check_checkpoint(config)
 
@@ -188,11 +188,11 @@ def _check_datasets(config: MosConfig, check_paths: bool) -> None:
                 "data/paper)")
 
 
-def _check_mixing(config: MosConfig) -> None:
+def _check_mixing(config: MosConfig, check_paths: bool = True) -> None:
     mixing, names = config.mixing, [d.name for d in config.datasets]
     if not 0 <= mixing.p_min * len(names) < 1:
         _fail("mixing.p_min", mixing.p_min, f"must lie in [0, 1/{len(names)}) for {len(names)} datasets")
-    if mixing.reference_model is not None and not Path(mixing.reference_model).expanduser().is_dir():
+    if check_paths and mixing.reference_model is not None and not Path(mixing.reference_model).expanduser().is_dir():
         _fail("mixing.reference_model", mixing.reference_model, f"no such folder (from {Path.cwd()}): give a "
               "Hugging Face model folder with the trained model's architecture, e.g. a run's run.dir/hf")
     if mixing.target is not None and mixing.target not in names:
