@@ -86,23 +86,9 @@ class Mixer(ABC):
     # ---- availability ----------------------------------------------------------------------------
     def set_available(self, dataset: int | str, available: bool) -> torch.Tensor:
         """Include or exclude a dataset at run time; returns the new p."""
-        index = self._index(dataset)
-        new = self.availability.clone()
-        new[index] = 1.0 if available else 0.0
-        if not bool((new > 0).any()):
-            raise MosValueError(f"excluding {self.names[index]!r} would leave no dataset available")
-        self.availability = new
+        self.availability = changed_availability(self.names, self.availability, dataset, available)
         self._availability_changed()
         return self.probabilities
-
-    def _index(self, dataset: int | str) -> int:
-        if isinstance(dataset, str):
-            if dataset not in self.names:
-                raise MosValueError(f"dataset {dataset!r} is unknown; known: {self.names}")
-            return self.names.index(dataset)
-        if isinstance(dataset, bool) or not isinstance(dataset, int) or not 0 <= dataset < len(self.names):
-            raise MosValueError(f"dataset index {dataset!r} out of range [0, {len(self.names)})")
-        return dataset
 
     def _check_state(self, state: dict) -> None:
         if state.get("strategy") != self.strategy:
@@ -111,6 +97,28 @@ class Mixer(ABC):
         if list(state["names"]) != self.names:
             raise MosValueError(f"mixing state is for datasets {list(state['names'])}, this run has {self.names}: "
                                 "resume with the same datasets")
+
+
+def changed_availability(names: list[str], availability: torch.Tensor, dataset: int | str,
+                         available: bool) -> torch.Tensor:
+    """A copy of ``availability`` [N] with ``dataset`` (a name or an index) set; refuses to empty it."""
+    index = dataset_index(names, dataset)
+    new = availability.clone()
+    new[index] = 1.0 if available else 0.0
+    if not bool((new > 0).any()):
+        raise MosValueError(f"excluding {names[index]!r} would leave no dataset available")
+    return new
+
+
+def dataset_index(names: list[str], dataset: int | str) -> int:
+    """The index of ``dataset`` (a name or an index) in ``names``, or a clear error."""
+    if isinstance(dataset, str):
+        if dataset not in names:
+            raise MosValueError(f"dataset {dataset!r} is unknown; known: {names}")
+        return names.index(dataset)
+    if isinstance(dataset, bool) or not isinstance(dataset, int) or not 0 <= dataset < len(names):
+        raise MosValueError(f"dataset index {dataset!r} out of range [0, {len(names)})")
+    return dataset
 
 
 def available_uniform(availability: torch.Tensor) -> torch.Tensor:
