@@ -55,7 +55,8 @@ STRATEGIES = {
 REFERENCE_RUN = "uni"  # doremi's reference model: this strategy's run of the same seed, run.dir/hf
 
 PRESETS = {
-    # 2-core CPU, about 70 minutes for 15 runs. bf16 (2x the fp32 matmul rate on this CPU, and what GPUs use).
+    # 2-core CPU, about 70 minutes for the first 15 runs (~100 for all 21, with odm and doremi). bf16 (2x the
+    # fp32 matmul rate on this CPU, and what GPUs use).
     # 40 steps of 4 examples at lr 5e-5 move every held-out loss well below its start; MoS updates every
     # 5 steps (8 updates). scorer_lr is 10x the default so that 8 updates move the weights about as far as
     # ~80 default updates would: at the default the weights drift ~0.003 per update and MoS would be uni.
