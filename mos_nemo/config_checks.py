@@ -195,6 +195,9 @@ def _check_mixing(config: MosConfig, check_paths: bool = True) -> None:
     if check_paths and mixing.reference_model is not None and not Path(mixing.reference_model).expanduser().is_dir():
         _fail("mixing.reference_model", mixing.reference_model, f"no such folder (from {Path.cwd()}): give a "
               "Hugging Face model folder with the trained model's architecture, e.g. a run's run.dir/hf")
+    if mixing.target is not None and mixing.strategy not in ("mos", "static"):  # static ignores it, as it always has
+        _fail("mixing.target", mixing.target, f"is MoSpec's target: only mixing.strategy=mos uses it "
+              f"(this run has {mixing.strategy}); remove it")
     if mixing.target is not None and mixing.target not in names:
         _fail("mixing.target", mixing.target, f"name one of the datasets {names}, or null")
     unknown = [name for name in mixing.exclude if name not in names]
