@@ -79,7 +79,8 @@ class OnlineDoReMi(Mixer):
         lam = torch.where(available, lam, torch.zeros_like(lam))
         # exp(eta * lambda) in log space: the shift by max(lambda) cancels in the normalisation
         grown = self.probabilities * torch.exp(self.eta * (lam - lam[available].max()))
-        self.alpha = (1.0 - self.smoothing) * grown / grown.sum() + self.smoothing * available_uniform(self.availability)
+        uniform = available_uniform(self.availability)
+        self.alpha = (1.0 - self.smoothing) * grown / grown.sum() + self.smoothing * uniform
         self.num_updates += 1
         return self.probabilities
 

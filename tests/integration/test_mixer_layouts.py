@@ -1,9 +1,10 @@
 """Every mixer in the loop under parallelism: MoS (CosSim, Diff), ODM and DoReMi at (TP, PP, DP) = (1,1,1),
 (2,1,1), (1,2,1), (1,1,2) over gloo. Rewards and new weights in mixture.jsonl must agree within 1e-5 across
 the four layouts, and MoS's with the golden values in tests/integration/golden_tiny_cpu.json within 1e-4.
-DoReMi's reference is a model trained first on the uniform mixture. ODM and DoReMi also resume exactly on two processes: k steps, stop, resume, k more == 2k steps (train.jsonl's
-losses and mixture.jsonl byte for byte); k = 3 is not a multiple of their update_every = 2, so ODM's
-observed-but-not-yet-applied training losses must travel in the checkpoint.
+DoReMi's reference is a model trained first on the uniform mixture. ODM and DoReMi also resume exactly
+on two processes: k steps, stop, resume, k more == 2k steps (train.jsonl's losses and mixture.jsonl byte
+for byte); k = 3 is not a multiple of their update_every = 2, so ODM's observed-but-not-yet-applied
+training losses must travel in the checkpoint.
 
 All two-process runs train one after the other in one process group (one start-up instead of a torchrun
 launch each); the entry point itself is covered by test_train_parallel.py.
@@ -39,14 +40,14 @@ def runs(tmp_path_factory):
     # loss of a model that is learning is 0 everywhere and the weights would never move.
     reference = ["mixing.strategy=static", "mixing.tau=inf", "train.max_steps=8", "checkpoint.every=0",
                  "checkpoint.export_hf=true"]
-    MIXERS["doremi"].append(f"mixing.reference_model={root / 'reference' / 'hf'}")
+    mixers = {**MIXERS, "doremi": [*MIXERS["doremi"], f"mixing.reference_model={root / 'reference' / 'hf'}"]}
     by_size = {1: [(root / "reference", reference)], 2: []}
-    for mixer, overrides in MIXERS.items():
+    for mixer, overrides in mixers.items():
         for layout, (nproc, extra) in LAYOUTS.items():
             by_size[nproc].append((root / f"{mixer}-{layout}", [*overrides, *extra]))
     for mixer in RESUMED:
         split = root / f"{mixer}-split"
-        by_size[2] += [(split, [*MIXERS[mixer], f"train.stop_after={K}"]), (split, MIXERS[mixer])]
+        by_size[2] += [(split, [*mixers[mixer], f"train.stop_after={K}"]), (split, mixers[mixer])]
     for nproc, group in by_size.items():
         train_in_one_group(group, nproc)
     return root
@@ -92,7 +93,9 @@ def test_rewards_and_weights_agree_across_tp_pp_dp(mixer, runs):
 def test_k_steps_resume_k_steps_equals_2k_steps_at_dp2(mixer, runs):
     whole, split = runs / f"{mixer}-dp2", runs / f"{mixer}-split"
     assert (split / "checkpoints" / f"step_{K:07d}" / "meta.json").is_file()
-    losses = lambda run: [(r["step"], r["loss"], r["grad_norm"], r.get("dataset")) for r in read_jsonl(run / "train.jsonl")]  # noqa: E731
+    def losses(run):
+        return [(r["step"], r["loss"], r["grad_norm"], r["dataset"]) for r in read_jsonl(run / "train.jsonl")]
+
     assert [step for step, *_ in losses(split)] == list(range(1, 2 * K + 1))
     assert losses(split) == losses(whole)
     assert (split / "mixture.jsonl").read_bytes() == (whole / "mixture.jsonl").read_bytes()
