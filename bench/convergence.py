@@ -1,8 +1,9 @@
 """Does MoS beat the best temperature heuristic here? A convergence study (paper Table 1 and Figure 3).
 
 SmolLM2-135M-Instruct (the demo model) is fine-tuned on the four demo skill datasets (GSM8K, CHAMP,
-HumanEval, MT-bench conversations) with five strategies: prop (tau=1), temp (tau=10), uni (tau=inf), MoS with
-CosSim + EMA and MoS with Diff + EMA (the default logits scorer, uniform start), three seeds each. Every run
+HumanEval, MT-bench conversations) with seven strategies: prop (tau=1), temp (tau=10), uni (tau=inf), MoS with
+CosSim + EMA and MoS with Diff + EMA (the default logits scorer, uniform start), ODM (EXP3 on the training
+losses, updated every step) and online DoReMi (reference: the same seed's uni run), three seeds each. Every run
 has the same steps, batch and learning rate; ``validation.holdout`` examples of each dataset are kept out of
 training (the same examples for every run: the split is keyed on ``validation.seed``, not ``run.seed``) and
 scored every ``validation.every`` steps. The seed changes the blend's draws and MoS's reward batches.
@@ -45,10 +46,17 @@ STRATEGIES = {
     "uni": ["mixing.strategy=static", "mixing.tau=inf"],
     "mos_cossim_ema": ["mixing.strategy=mos", "mixing.reward=cossim", "mixing.tau=inf", "mixing.ema_beta=0.9"],
     "mos_diff_ema": ["mixing.strategy=mos", "mixing.reward=diff", "mixing.tau=inf", "mixing.ema_beta=0.9"],
+    # ODM as the paper runs it: pi after every step (no scoring pass, so S = 1 costs nothing).
+    "odm": ["mixing.strategy=odm", "mixing.update_every=1"],
+    # DoReMi's recipe: the reference is a model trained on the baseline (uniform) mixture, here the same
+    # seed's `uni` run, exported at its end (REFERENCE_RUN); DoReMi thus spends one more run of compute.
+    "doremi": ["mixing.strategy=doremi"],
 }
+REFERENCE_RUN = "uni"  # doremi's reference model: this strategy's run of the same seed, run.dir/hf
 
 PRESETS = {
-    # 2-core CPU, about 70 minutes for 15 runs. bf16 (2x the fp32 matmul rate on this CPU, and what GPUs use).
+    # 2-core CPU, about 70 minutes for the first 15 runs (~100 for all 21, with odm and doremi). bf16 (2x the
+    # fp32 matmul rate on this CPU, and what GPUs use).
     # 40 steps of 4 examples at lr 5e-5 move every held-out loss well below its start; MoS updates every
     # 5 steps (8 updates). scorer_lr is 10x the default so that 8 updates move the weights about as far as
     # ~80 default updates would: at the default the weights drift ~0.003 per update and MoS would be uni.
@@ -68,10 +76,23 @@ PRESETS = {
 }
 
 
+def reference_dir(run_dir: Path, seed: int) -> Path:
+    """The HF folder doremi's run of ``seed`` scores as its reference (REFERENCE_RUN's, exported at its end)."""
+    return run_dir.parent / f"{REFERENCE_RUN}_seed{seed}" / "hf"
+
+
 def run_overrides(preset: dict, strategy: str, seed: int, run_dir: Path) -> list[str]:
+    """The run's overrides: the preset's, then the strategy's (which win where both set a key)."""
+    extra = list(STRATEGIES[strategy])
+    if strategy == REFERENCE_RUN:
+        extra.append("checkpoint.export_hf=true")
+    if strategy == "doremi":
+        extra.append(f"mixing.reference_model={reference_dir(run_dir, seed)}")
+    keys = {override.split("=")[0] for override in extra}
+    kept = [override for override in preset["overrides"] if override.split("=")[0] not in keys]
     return [f"run.dir={run_dir}", f"run.seed={seed}", f"train.max_steps={preset['steps']}",
             "checkpoint.every=0", "checkpoint.save_final=false", "checkpoint.resume=auto", "checkpoint.keep=1",
-            *preset["overrides"], *STRATEGIES[strategy]]
+            *kept, *extra]
 
 
 def finished(run_dir: Path, steps: int) -> bool:
@@ -95,6 +116,8 @@ class Study:
 
     def __init__(self, out: Path, preset_name: str, strategies: list[str]):
         self.out, self.preset_name, self.preset = out, preset_name, PRESETS[preset_name]
+        if "doremi" in strategies and REFERENCE_RUN not in strategies:  # its reference model comes first
+            strategies = [REFERENCE_RUN, *strategies]
         self.runs = [(s, seed) for s in strategies for seed in self.preset["seeds"]]
         self.child: subprocess.Popen | None = None
         self.stopping = False
@@ -127,6 +150,10 @@ class Study:
             bar.update(before)
             if before == self.preset["steps"]:
                 continue
+            if strategy == "doremi" and not reference_dir(run_dir, seed).is_dir():
+                sys.exit(f"convergence: doremi's reference {reference_dir(run_dir, seed)} is missing (written at "
+                         f"the end of the {REFERENCE_RUN} run since this version); delete "
+                         f"{run_dir.parent / f'{REFERENCE_RUN}_seed{seed}'} and run again")
             bar.set_postfix_str(f"{strategy} seed {seed}")
             self._run_one(strategy, seed, run_dir, bar, before)
             if self.stopping:

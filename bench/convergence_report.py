@@ -19,7 +19,9 @@ from typing import Optional
 
 HEURISTICS = ("prop", "temp", "uni")
 MOS_VARIANTS = ("mos_cossim_ema", "mos_diff_ema")
-STRATEGY_ORDER = HEURISTICS + MOS_VARIANTS
+OTHER_MIXERS = ("odm", "doremi")  # learned online too; in the table and the PNG, not in the MoS speed-up
+LEARNED = MOS_VARIANTS + OTHER_MIXERS
+STRATEGY_ORDER = HEURISTICS + LEARNED
 
 
 def steps_to_reach(steps: list[int], losses: list[float], target: float) -> Optional[float]:
@@ -129,18 +131,18 @@ def format_table(report: dict) -> str:
 
 def plot(runs: dict[str, list[dict]], report: dict, path: Path) -> None:
     """Left: mean held-out loss against steps (seed mean, band = min-max over seeds). Right: the MoS
-    variants' weights per dataset against steps (seed mean), as the paper's Figures 2 and 3."""
+    variants' (and ODM's, DoReMi's) weights per dataset against steps (seed mean), as the paper's Figures 2 and 3."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    variants = [s for s in MOS_VARIANTS if s in runs]
+    variants = [s for s in LEARNED if s in runs]
     figure, axes = plt.subplots(1, 1 + len(variants), figsize=(5.5 * (1 + len(variants)), 4.2), squeeze=False)
     left = axes[0][0]
     for name, entry in report["strategies"].items():
         curves = [[r["mean"] for r in run["validation"]] for run in runs[name]]
-        style = "-" if name in MOS_VARIANTS else "--"
+        style = "-" if name in LEARNED else "--"
         left.plot(entry["curve_steps"], entry["curve_mean"], style, marker="o", markersize=3, label=name)
         left.fill_between(entry["curve_steps"], [min(v) for v in zip(*curves)], [max(v) for v in zip(*curves)],
                           alpha=0.15)

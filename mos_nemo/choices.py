@@ -24,6 +24,8 @@ class Choice(str, Enum):
 class Strategy(Choice):
     static = "static"  # the temperature prior q_tau (Eq. 3), fixed
     mos = "mos"  # learned by the scorer (Algorithm 1)
+    odm = "odm"  # Online Data Mixing: EXP3 on the training loss (Albalak et al., 2023)
+    doremi = "doremi"  # DoReMi's domain-weight update on the excess loss over theta0, online (Xie et al., 2023)
 
 
 class Mode(Choice):

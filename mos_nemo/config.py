@@ -99,7 +99,7 @@ class DataConfig:
 
 @dataclass
 class MixingConfig:
-    strategy: Strategy = Strategy.static  # static (the temperature prior) | mos (learned, Algorithm 1)
+    strategy: Strategy = Strategy.static  # static (the temperature prior) | mos (learned, Algorithm 1) | odm | doremi
     tau: float = math.inf  # temperature of the prior q_tau (Eq. 3): 1 proportional, inf uniform
     mode: Mode = Mode.batch  # batch: one dataset per global batch (Algorithm 1) | sample: one per example
     reward: Reward = Reward.cossim  # cossim (Eq. 8) | diff (Eq. 10)
@@ -108,6 +108,8 @@ class MixingConfig:
     reward_batch: Optional[int] = None  # L: examples per dataset per reward mini-batch; null: 64 cossim, 16 diff
     target: Optional[str] = None  # MoSpec (Section 6): name of the target dataset, or null
     reference: Reference = Reference.pool  # diff reward's theta0: pool (scored once at start) | live (frozen copy)
+    reference_model: Optional[str] = None  # HF folder scored as the reference instead of theta0 (diff, doremi);
+    # DoReMi's recipe: a model trained on the baseline mixture (a static run's run.dir/hf, checkpoint.export_hf)
     reference_pool: int = 1024  # examples per dataset in the fixed reward pool (reference: pool)
     scorer: Scorer = Scorer.logits  # psi: logits (N logits, the authors' code) | mlp (2-layer MLP, paper Section 3.1)
     scorer_lr: Optional[float] = None  # Adam lr of psi; null: 1e-4 logits, 5e-6 mlp (same movement per update)
@@ -116,6 +118,9 @@ class MixingConfig:
     ema_init: EmaInit = EmaInit.one  # EMA's previous reward at the first update: one (authors' code) | raw (R_0 = R'_0)
     diff_tokens: DiffTokens = DiffTokens.response  # Diff's PPL over: response tokens (Eq. 9) | sequence (all, authors' code)
     p_min: float = 0.0  # probability floor per dataset after each update (0 = off)
+    odm_alpha: float = 0.9  # odm: weight of the previous reward estimate in ODM's smoothing (alpha)
+    doremi_eta: float = 1.0  # doremi: step size of the exponentiated-gradient update (DoReMi's eta)
+    doremi_smoothing: float = 1e-3  # doremi: weight c of the uniform distribution mixed in after each update
     exclude: list[str] = field(default_factory=list)  # datasets never drawn (weight 0, psi's availability 0);
     # may change on resume, to drop a dataset mid-run
 

@@ -79,6 +79,9 @@ BOUNDS = {
     "mixing.inner_steps": AT_LEAST_1,
     "mixing.hidden": AT_LEAST_1,
     "mixing.p_min": AT_LEAST_0,
+    "mixing.odm_alpha": FRACTION,
+    "mixing.doremi_eta": POSITIVE,
+    "mixing.doremi_smoothing": Bound(0, 1, high_inclusive=True),
     "validation.holdout": AT_LEAST_0,
     "validation.every": AT_LEAST_0,
     "checkpoint.every": AT_LEAST_0,
@@ -114,7 +117,7 @@ def validate(config: MosConfig, world_size: int, check_paths: bool = True, engin
     _check_attention(config, engine)
     _check_train(config)
     _check_datasets(config, check_paths)
-    _check_mixing(config)
+    _check_mixing(config, check_paths)
     _check_validation(config)
     _check_checkpoint(config)
 
@@ -236,10 +239,16 @@ def _check_datasets(config: MosConfig, check_paths: bool) -> None:
                 "data/paper)")
 
 
-def _check_mixing(config: MosConfig) -> None:
+def _check_mixing(config: MosConfig, check_paths: bool = True) -> None:
     mixing, names = config.mixing, [d.name for d in config.datasets]
     if not 0 <= mixing.p_min * len(names) < 1:
         _fail("mixing.p_min", mixing.p_min, f"must lie in [0, 1/{len(names)}) for {len(names)} datasets")
+    if check_paths and mixing.reference_model is not None and not Path(mixing.reference_model).expanduser().is_dir():
+        _fail("mixing.reference_model", mixing.reference_model, f"no such folder (from {Path.cwd()}): give a "
+              "Hugging Face model folder with the trained model's architecture, e.g. a run's run.dir/hf")
+    if mixing.target is not None and mixing.strategy not in ("mos", "static"):  # static ignores it, as it always has
+        _fail("mixing.target", mixing.target, f"is MoSpec's target: only mixing.strategy=mos uses it "
+              f"(this run has {mixing.strategy}); remove it")
     if mixing.target is not None and mixing.target not in names:
         _fail("mixing.target", mixing.target, f"name one of the datasets {names}, or null")
     unknown = [name for name in mixing.exclude if name not in names]

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import torch
 
 from mos_nemo.errors import MosValueError
+from mos_nemo.mixing.mixer import changed_availability
 from mos_nemo.mixing.prior import temperature_prior, validate_sizes
 from mos_nemo.mixing.rewards import smooth_rewards
 from mos_nemo.mixing.scorer import DEFAULT_LR, SCORERS, build_scorer, fit_to_prior, reinforce_step
@@ -137,11 +138,7 @@ class MixtureOfSkills:
     # ---- availability --------------------------------------------------------------------------
     def set_available(self, dataset: int | str, available: bool) -> torch.Tensor:
         """Include or exclude a dataset at run time (psi's input a(i)); returns the new p."""
-        index = self._index(dataset)
-        new = self.availability.clone()
-        new[index] = 1.0 if available else 0.0
-        if not bool((new > 0).any()):
-            raise MosValueError(f"excluding {self.names[index]!r} would leave no dataset available")
+        new = changed_availability(self.names, self.availability, dataset, available)
         if self.p_min * int((new > 0).sum()) >= 1.0:
             raise MosValueError(f"p_min = {self.p_min} is too large for {int((new > 0).sum())} datasets")
         self.availability = new
@@ -154,15 +151,6 @@ class MixtureOfSkills:
 
     def include(self, dataset: int | str) -> torch.Tensor:
         return self.set_available(dataset, True)
-
-    def _index(self, dataset: int | str) -> int:
-        if isinstance(dataset, str):
-            if dataset not in self.names:
-                raise MosValueError(f"dataset {dataset!r} is unknown; known: {self.names}")
-            return self.names.index(dataset)
-        if isinstance(dataset, bool) or not isinstance(dataset, int) or not 0 <= dataset < len(self.names):
-            raise MosValueError(f"dataset index {dataset!r} out of range [0, {len(self.names)})")
-        return dataset
 
     # ---- reporting -----------------------------------------------------------------------------
     def _by_name(self, values: torch.Tensor) -> dict[str, float]:

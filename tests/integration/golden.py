@@ -4,7 +4,7 @@
   compares its single-process run, and through it every layout, with them. Step 1's loss is the untrained
   model's, and test_golden.py recomputes it with Hugging Face transformers (an independent oracle), so the
   file is anchored outside our engine; later steps guard against a regression that hits every layout alike.
-- ``mos_weights``: mixture.jsonl weights (step -> name -> p) of the MoS runs in test_mos_layouts (CosSim and
+- ``mos_weights``: mixture.jsonl weights (step -> name -> p) of the MoS runs in test_mixer_layouts (CosSim and
   Diff, updates at steps 3 and 6).
 
 Regenerate only after a change that is meant to move these numbers, and say why in the commit:
@@ -34,7 +34,7 @@ def load_golden() -> dict:
 def _produce() -> dict:
     from mos_nemo.logs import read_jsonl
     from tests.distributed import launch_training
-    from tests.integration.test_mos_layouts import MOS, REWARDS
+    from tests.integration.test_mixer_layouts import MOS, REWARDS
 
     with tempfile.TemporaryDirectory() as root:
         root = Path(root)

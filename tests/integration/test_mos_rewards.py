@@ -83,26 +83,26 @@ def test_cossim_hook_matches_hf_transformers_on_the_exported_model(scenarios):
 
 def _training_with_nan_rewards(run_dir: str):
     from mos_nemo.engine.parallel import destroy_parallel
-    from mos_nemo.engine.training.reward_hook import MosRewardHook
+    from mos_nemo.mixing import MosMixer
 
     trainer = _trainer(run_dir, "mixing.reward=cossim", "train.max_steps=6", "mixing.update_every=2")
-    real = MosRewardHook.compute_raw_rewards
+    real = MosMixer.raw_rewards
     # fault injection around the real reward: the second update sees a NaN for one dataset
     calls = []
 
-    def flaky(self, model, step):
-        rewards = real(self, model, step)
-        calls.append(step)
+    def flaky(self, inputs):
+        rewards = real(self, inputs)
+        calls.append(inputs.step)
         if len(calls) == 2:
             rewards[1] = math.nan
         return rewards
 
-    MosRewardHook.compute_raw_rewards = flaky
+    MosMixer.raw_rewards = flaky
     try:
         last = trainer.run()
     finally:
-        MosRewardHook.compute_raw_rewards = real
-    state = (trainer.reward_hook.mos.num_updates, trainer.reward_hook.mos.num_skipped)
+        MosMixer.raw_rewards = real
+    state = (trainer.reward_hook.mixer.num_updates, trainer.reward_hook.mixer.num_skipped)
     destroy_parallel()
     return last, state
 

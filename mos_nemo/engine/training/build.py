@@ -15,7 +15,7 @@ from typing import Optional
 import torch
 import transformers
 
-from mos_nemo.choices import Dtype, Reference, Reward, Strategy
+from mos_nemo.choices import Dtype, Reference, Strategy
 from mos_nemo.config import MosConfig
 from mos_nemo.config_checks import ASSET_PREFIX
 from mos_nemo.data import ReweightableBlend, TokenizedDataset, load_sft_datasets
@@ -23,7 +23,7 @@ from mos_nemo.engine.model.gpt import build_model, load_hf_config
 from mos_nemo.engine.parallel import ParallelState, local_rank_zero_first
 from mos_nemo.engine.hf.tiny import tiny_hf_config, tiny_hf_model
 from mos_nemo.errors import MosConfigError
-from mos_nemo.mixing import MixtureOfSkills, temperature_prior
+from mos_nemo.mixing import build_mixer, temperature_prior
 
 from megatron.core.tensor_parallel import model_parallel_cuda_manual_seed  # noqa: E402  (after model's filter)
 
@@ -109,7 +109,9 @@ def apply_exclusions(config: MosConfig, blend: ReweightableBlend, reward_hook, n
     """``mixing.exclude`` as configured now (at the start, and again on resume, where it may have changed).
 
     Static: the blend gets the prior with the excluded datasets at exactly 0, renormalised over the others.
-    MoS: psi's availability input a(i) is 0 for them, so p(i) is exactly 0; the blend follows p if it changed.
+    MoS: psi's availability input a(i) is 0 for them, so p(i) is exactly 0; the blend follows p if it changed
+    (it starts at the exact prior, which psi's p approximates). Other mixers: the blend always follows p, so
+    the first steps are drawn from the mixer's own start (uniform for ODM and DoReMi).
     """
     exclude = config.mixing.exclude
     if reward_hook is None:
@@ -117,12 +119,12 @@ def apply_exclusions(config: MosConfig, blend: ReweightableBlend, reward_hook, n
         kept = torch.tensor([name not in exclude for name in names], dtype=prior.dtype)
         blend.set_weights(prior * kept / (prior * kept).sum())
         return
-    mos = reward_hook.mos
-    before = mos.availability.clone()
+    mixer = reward_hook.mixer
+    before = mixer.availability.clone()
     for name in names:
-        mos.set_available(name, name not in exclude)
-    if not torch.equal(before, mos.availability):
-        blend.set_weights(mos.probabilities)
+        mixer.set_available(name, name not in exclude)
+    if config.mixing.strategy != Strategy.mos or not torch.equal(before, mixer.availability):
+        blend.set_weights(mixer.probabilities)
 
 
 def build_hf_config(config: MosConfig, tokenizer, parallel: ParallelState):
@@ -184,29 +186,29 @@ def build_reward_hook(config: MosConfig, datasets: list[TokenizedDataset], model
                       parallel: ParallelState, hf_folder: Optional[Path] = None):
     """The callback that rewrites the blend's weights every ``mixing.update_every`` steps (None: static).
 
-    With ``mixing.reward=diff`` and ``mixing.reference=live`` it also builds theta0: a second, frozen model
-    with the same initial weights (the paper's way; ``pool`` avoids holding it).
+    With ``mixing.reference=live`` (Diff, DoReMi) it also builds theta0: a second, frozen model with the same
+    initial weights (the paper's way; ``pool`` avoids holding it). ``mixing.reference_model`` replaces theta0
+    by that folder's model (with ``pool`` it scores the pool once and is then dropped).
     """
     if config.mixing.strategy == Strategy.static:
         return None
-    from mos_nemo.engine.training.reward_hook import DEFAULT_REWARD_BATCH, MosRewardHook, ScoringSetup
+    from mos_nemo.engine.training.reward_hook import (DEFAULT_NLL_BATCH, DEFAULT_REWARD_BATCH, MixingHook,
+                                                      ScoringSetup)
     from mos_nemo.engine.training.reward_pass import reward_width
 
     mixing, names = config.mixing, [d.name for d in datasets]
-    mos = MixtureOfSkills([len(d) for d in datasets], prior_tau=mixing.tau, ema_beta=mixing.ema_beta,
-                          lr=mixing.scorer_lr, inner_steps=mixing.inner_steps, hidden=mixing.hidden,
-                          p_min=mixing.p_min, seed=config.run.seed, names=names, scorer=mixing.scorer,
-                          ema_init=mixing.ema_init)
+    mixer = build_mixer(mixing.strategy, names, [len(d) for d in datasets], mixing, seed=config.run.seed,
+                        target=names.index(mixing.target) if mixing.target else None)
     setup = ScoringSetup(parallel=parallel, micro_batch_size=config.train.micro_batch_size,
                          seq_length=reward_width(datasets, config.train.seq_length), pad_id=pad_id,
                          hidden_size=model_config.hidden_size)
     reference_model = None
-    if mixing.reward == Reward.diff and mixing.reference == Reference.live:
-        reference_model = build_training_model(config, model_config, hf_folder, parallel).eval()
+    if "nll" in mixer.needs and (mixing.reference == Reference.live or mixing.reference_model is not None):
+        folder = Path(mixing.reference_model).expanduser() if mixing.reference_model is not None else hf_folder
+        reference_model = build_training_model(config, model_config, folder, parallel).eval()
         reference_model.requires_grad_(False)
-    reward_batch = mixing.reward_batch or DEFAULT_REWARD_BATCH[mixing.reward]
-    return MosRewardHook(mos, datasets, setup, reward=mixing.reward, reward_batch=reward_batch,
-                         update_every=mixing.update_every, seed=config.run.seed,
-                         target=names.index(mixing.target) if mixing.target else None,
-                         reference=mixing.reference, reference_pool=mixing.reference_pool,
-                         reference_model=reference_model, diff_tokens=mixing.diff_tokens)
+    default_batch = DEFAULT_REWARD_BATCH[mixing.reward] if mixing.strategy == Strategy.mos else DEFAULT_NLL_BATCH
+    return MixingHook(mixer, datasets, setup, reward_batch=mixing.reward_batch or default_batch,
+                      update_every=mixing.update_every, seed=config.run.seed, reference=mixing.reference,
+                      reference_pool=mixing.reference_pool, reference_model=reference_model,
+                      diff_tokens=mixing.diff_tokens)

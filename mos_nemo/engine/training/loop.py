@@ -160,8 +160,9 @@ class Trainer:
             self.logger.print(f"step {self.step}: mixing update skipped (non-finite reward); weights kept")
         else:
             shown = " ".join(f"{name}={p:.4f}" for name, p in self._weights().items())
-            self.logger.print(f"step {self.step}: MoS update ({self.config.mixing.reward}, "
-                              f"{update.seconds:.2f}s) -> weights {shown}")
+            mixing = self.config.mixing
+            what = f"MoS update ({mixing.reward}, " if mixing.strategy == "mos" else f"{mixing.strategy} update ("
+            self.logger.print(f"step {self.step}: {what}{update.seconds:.2f}s) -> weights {shown}")
 
     def _validate(self) -> None:
         """Score the held-out examples (validation.jsonl); outside the step's timing, so train.jsonl's
@@ -198,6 +199,8 @@ class Trainer:
         self.finite.judge(self.state.first_loss_after(), self.step, result.loss, result.grad_norm,
                           self.parallel.rank == 0, self.logger.print)
         self.finite.check(self.step, result.loss, result.grad_norm, self.logger.print)
+        if self.reward_hook is not None:  # ODM's reward: this step's losses, and the weights it was drawn with
+            self.reward_hook.observe(self.step, result.dataset_losses, self.blend.weights)
         updating = self.reward_hook is not None and self.reward_hook.should_update(self.step)
         # agreed in the step's all-reduce; a signalled step saves at once and owes its MoS update
         self.state.step_finished(result.stop_requested, updating)

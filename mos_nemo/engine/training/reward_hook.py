@@ -1,16 +1,17 @@
-"""The MoS reward hook: every S steps, score each dataset with the model and update the mixture.
+"""The mixing hook: every S steps, score each dataset with the model as the mixer asks, and update the mixture.
 
-Algorithm 1, lines 6-11, made parallelism-aware (docs/algorithm.md, "Rewards under TP, PP and DP"):
+For MoS, Algorithm 1, lines 6-11, made parallelism-aware (docs/algorithm.md, "Rewards under TP, PP and DP"):
 1. draw one reward mini-batch of L examples per dataset, keyed on (seed, step, dataset), the same on all ranks;
 2. score it with the forward-only schedule (``reward_pass.score_examples``): per-example NLL and pooled
    hidden states, all-reduced so every rank holds the same tables;
-3. CosSim (Eq. 8) or Diff (Eq. 10), MoSpec if a target is set, then ``MixtureOfSkills.update`` (EMA,
-   REINFORCE) on every rank from identical inputs;
+3. the mixer's update on every rank from identical inputs (MoS: CosSim Eq. 8 or Diff Eq. 10, MoSpec if a
+   target is set, then EMA and REINFORCE; DoReMi: the excess loss; ODM: the observed training losses);
 4. broadcast p from global rank 0, so every rank hands bit-identical weights to its blend.
 
-theta0 for Diff (``reference``): ``pool`` (default) draws a fixed pool of examples per dataset before
+theta0 for Diff and DoReMi (``reference``): ``pool`` (default) draws a fixed pool of examples per dataset before
 training and scores it once with theta0; reward mini-batches are then drawn from the pool and compared
 with the kept NLL, so no second model is held. ``live`` keeps a frozen theta0 model and scores both.
+``mixing.reference_model`` (an HF folder) takes theta0's place in either form.
 Diff's NLL covers the response tokens (Eq. 9) or, with ``diff_tokens="sequence"``, the whole example.
 """
 
@@ -24,18 +25,19 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from mos_nemo.choices import Reference, Reward
+from mos_nemo.choices import Reference
 from mos_nemo.data import reward_example_ids
 from mos_nemo.engine.parallel import ParallelState
 from mos_nemo.engine.training.reward_pass import RewardRows, gather_examples, pooled_dataset_embeddings, score_examples
 from mos_nemo.errors import MosConfigError
-from mos_nemo.mixing import MixtureOfSkills, cossim_reward, diff_reward
+from mos_nemo.mixing.mixer import Mixer, MixerInputs
 
 logger = logging.getLogger(__name__)
 
 _POOL_STEP = -1  # the key of the reference-pool draw; training steps are >= 0
 # mixing.reward_batch = null: the authors' code scores 8 x 8 examples for CosSim and 8 x 2 for Diff.
 DEFAULT_REWARD_BATCH = {"cossim": 64, "diff": 16}
+DEFAULT_NLL_BATCH = 16  # DoReMi's excess loss scores like Diff
 
 
 @dataclass
@@ -61,39 +63,40 @@ class ScoringSetup:
     hidden_size: int
 
 
-class MosRewardHook:
-    """Computes MoS rewards with the model and updates ``mos``; call it every ``update_every`` steps."""
+class MixingHook:
+    """Scores what ``mixer.needs`` and updates the mixer; call it every ``update_every`` steps.
+
+    ``"embeddings"``: pooled hidden states of a reward mini-batch per dataset. ``"nll"``: per-example NLL of the
+    current model and of theta0 (the reference pool or a frozen model). ``"train_loss"``: nothing is scored;
+    the loop hands each step's per-dataset training loss to ``observe``.
+    """
 
     def __init__(
         self,
-        mos: MixtureOfSkills,
+        mixer: Mixer,
         datasets: Sequence,
         setup: ScoringSetup,
         *,
-        reward: str,
         reward_batch: int,
         update_every: int,
         seed: int,
-        target: int | None = None,
         reference: str = "pool",
         reference_pool: int = 1024,
         reference_model: torch.nn.Module | None = None,
         diff_tokens: str = "response",
     ):
-        if reward not in Reward.values():
-            raise MosConfigError(f"mixing.reward = {reward!r}: choose one of {Reward.values()}")
         if reference not in Reference.values():
             raise MosConfigError(f"mixing.reference = {reference!r}: choose one of {Reference.values()}")
-        if reward == Reward.diff and reference == Reference.live and reference_model is None:
+        if "nll" in mixer.needs and reference == Reference.live and reference_model is None:
             raise MosConfigError("mixing.reference = live needs a frozen theta0 model; none was built")
         if reward_batch < 1 or update_every < 1 or reference_pool < 1:
             raise MosConfigError(
                 f"mixing.reward_batch = {reward_batch}, mixing.update_every = {update_every}, "
                 f"mixing.reference_pool = {reference_pool}: each must be >= 1"
             )
-        self.mos, self.datasets, self.setup = mos, list(datasets), setup
-        self.reward, self.reward_batch, self.update_every = reward, reward_batch, update_every
-        self.seed, self.target, self.reference = seed, target, reference
+        self.mixer, self.datasets, self.setup = mixer, list(datasets), setup
+        self.reward_batch, self.update_every = reward_batch, update_every
+        self.seed, self.reference = seed, reference
         self.reference_pool, self.reference_model = reference_pool, reference_model
         self.diff_tokens = diff_tokens
         self.pool_ids: list[torch.Tensor] | None = None  # per dataset, example ids of the reference pool
@@ -101,17 +104,25 @@ class MosRewardHook:
 
     @property
     def uses_pool(self) -> bool:
-        return self.reward == Reward.diff and self.reference == Reference.pool
+        return "nll" in self.mixer.needs and self.reference == Reference.pool
 
     def should_update(self, step: int) -> bool:
         """True after every ``update_every``-th completed training step (1-based ``step``)."""
         return step > 0 and step % self.update_every == 0
 
+    def observe(self, step: int, dataset_losses: Sequence, weights: torch.Tensor) -> None:
+        """After every applied training step: its per-dataset losses and the weights it was drawn with."""
+        if "train_loss" in self.mixer.needs:
+            self.mixer.observe(step, dataset_losses, weights)
+
     # ---- theta0 ---------------------------------------------------------------------------------
     def prepare(self, model: torch.nn.Module) -> None:
-        """Score the reference pool with theta0 (the model before any update). No-op if loaded from a checkpoint."""
+        """Score the reference pool with theta0 (the model before any update), or with the given reference
+        model (``mixing.reference_model``), which is then dropped. No-op if loaded from a checkpoint."""
         if not self.uses_pool or self.pool_ids is not None:
             return
+        if self.reference_model is not None:
+            model, self.reference_model = self.reference_model, None
         started = time.perf_counter()
         ids = [
             reward_example_ids(len(ds), min(self.reference_pool, len(ds)), self.seed, _POOL_STEP, i)
@@ -120,14 +131,24 @@ class MosRewardHook:
         scored = self._score(model, gather_examples(self.datasets, ids), with_embeddings=False)
         self.pool_ids = ids
         self.pool_nll = [scored.nll[i, : len(pool)].clone() for i, pool in enumerate(ids)]
-        logger.info("MoS: scored the theta0 reference pool (%d examples) in %.1fs",
+        logger.info("mixing: scored the theta0 reference pool (%d examples) in %.1fs",
                     sum(len(p) for p in ids), time.perf_counter() - started)
 
-    # ---- rewards --------------------------------------------------------------------------------
+    # ---- the scored signals ---------------------------------------------------------------------
+    def score_inputs(self, model: torch.nn.Module, step: int) -> MixerInputs:
+        """The signals ``mixer.needs`` for step ``step``, identical on every rank."""
+        inputs = MixerInputs(step=step)
+        if "embeddings" in self.mixer.needs:
+            scored = self._score(model, self._draw_rows(step), with_embeddings=True)
+            inputs.embeddings = pooled_dataset_embeddings(scored)
+        if "nll" in self.mixer.needs:
+            nll_against_theta0 = self._nll_pool if self.reference == Reference.pool else self._nll_live
+            inputs.nll, inputs.nll_ref, inputs.mask = nll_against_theta0(model, step)
+        return inputs
+
     def compute_raw_rewards(self, model: torch.nn.Module, step: int) -> torch.Tensor:
-        """Raw rewards R'(i) [N] float64 of the current model on step ``step``'s reward mini-batches."""
-        source = self.reference if self.reward == Reward.diff else None  # theta0 matters to Diff only
-        return _REWARDS[self.reward, source](self, model, step)
+        """MoS's raw rewards R'(i) [N] float64 (CosSim or Diff) of the current model at step ``step``."""
+        return self.mixer.raw_rewards(self.score_inputs(model, step))
 
     def _draw_rows(self, step: int) -> RewardRows:
         ids = [
@@ -136,17 +157,15 @@ class MosRewardHook:
         ]
         return gather_examples(self.datasets, ids)
 
-    def _cossim(self, model: torch.nn.Module, step: int) -> torch.Tensor:
-        scored = self._score(model, self._draw_rows(step), with_embeddings=True)
-        return cossim_reward(pooled_dataset_embeddings(scored), target=self.target)
-
-    def _diff_live(self, model: torch.nn.Module, step: int) -> torch.Tensor:
+    def _nll_live(self, model: torch.nn.Module, step: int):
+        """(NLL, theta0's NLL, mask) [N, L] of a fresh reward mini-batch, theta0 a frozen model."""
         rows = self._draw_rows(step)
         scored = self._score(model, rows, with_embeddings=False)
         reference = self._score(self.reference_model, rows, with_embeddings=False)
-        return diff_reward(scored.nll, reference.nll, target=self.target, mask=scored.present)
+        return scored.nll, reference.nll, scored.present
 
-    def _diff_pool(self, model: torch.nn.Module, step: int) -> torch.Tensor:
+    def _nll_pool(self, model: torch.nn.Module, step: int):
+        """(NLL, theta0's NLL, mask) [N, L] of a reward mini-batch drawn from the reference pool."""
         if self.pool_nll is None:
             raise MosConfigError("the reference pool was never scored: call prepare(model) before training")
         positions = [
@@ -156,7 +175,7 @@ class MosRewardHook:
         ids = [pool[pos] for pool, pos in zip(self.pool_ids, positions)]
         scored = self._score(model, gather_examples(self.datasets, ids), with_embeddings=False)
         nll_ref = torch.stack([nll[pos] for nll, pos in zip(self.pool_nll, positions)])  # [N, L]
-        return diff_reward(scored.nll, nll_ref, target=self.target, mask=scored.present)
+        return scored.nll, nll_ref, scored.present
 
     def _score(self, model: torch.nn.Module, rows: RewardRows, with_embeddings: bool):
         s = self.setup
@@ -167,20 +186,21 @@ class MosRewardHook:
         )
 
     def __call__(self, model: torch.nn.Module, step: int) -> MixtureUpdate:
-        """Score, update psi, and return the new weights (identical on every rank)."""
+        """Score, update the mixer, and return the new weights (identical on every rank)."""
         started = time.perf_counter()
-        raw = self.compute_raw_rewards(model, step)
-        skipped_before = self.mos.num_skipped
-        weights = self.mos.update(raw)
+        inputs = self.score_inputs(model, step)
+        skipped_before = self.mixer.num_skipped
+        weights = self.mixer.update(inputs)
         weights = _broadcast_from_rank0(weights, self.setup.parallel.device)
         return MixtureUpdate(
-            step=step, weights=weights, rewards_raw=raw, rewards=self.mos.rewards,
-            skipped=self.mos.num_skipped > skipped_before, seconds=time.perf_counter() - started,
+            step=step, weights=weights, rewards_raw=self.mixer.rewards_raw, rewards=self.mixer.rewards,
+            skipped=self.mixer.num_skipped > skipped_before, seconds=time.perf_counter() - started,
         )
 
     # ---- state ----------------------------------------------------------------------------------
     def state_dict(self) -> dict:
-        return {"mos": self.mos.state_dict(), "pool_ids": self.pool_ids, "pool_nll": self.pool_nll,
+        # "mos" is the mixer's state under its historical key, so earlier MoS checkpoints still load.
+        return {"mos": self.mixer.state_dict(), "pool_ids": self.pool_ids, "pool_nll": self.pool_nll,
                 "diff_tokens": self.diff_tokens}
 
     def load_state_dict(self, state: dict) -> None:
@@ -188,16 +208,10 @@ class MosRewardHook:
         if self.uses_pool and state["pool_nll"] is not None and saved != self.diff_tokens:
             raise MosConfigError(f"the checkpoint's theta0 pool NLL is over mixing.diff_tokens={saved}, this run "
                                  f"has {self.diff_tokens}: resume with mixing.diff_tokens={saved}")
-        self.mos.load_state_dict(state["mos"])
+        self.mixer.load_state_dict(state["mos"])
         self.pool_ids, self.pool_nll = state["pool_ids"], state["pool_nll"]
-
-
-# The reward registry: (mixing.reward, theta0 source or None) -> how the raw rewards are computed.
-_REWARDS = {
-    (Reward.cossim, None): MosRewardHook._cossim,  # Eq. 8 on pooled hidden states
-    (Reward.diff, Reference.live): MosRewardHook._diff_live,  # Eq. 10 against a frozen theta0 model
-    (Reward.diff, Reference.pool): MosRewardHook._diff_pool,  # Eq. 10 against theta0's kept pool NLL
-}
+        if self.uses_pool and self.pool_nll is not None:  # the reference's pool NLL came with the checkpoint
+            self.reference_model = None
 
 
 def _broadcast_from_rank0(weights: torch.Tensor, device: torch.device) -> torch.Tensor:

@@ -116,6 +116,9 @@ def test_empty_dataset_list():
     (["mixing.update_every=0"], "mixing.update_every"),
     (["mixing.target=medicine"], "mixing.target"),
     (["mixing.p_min=0.5"], "mixing.p_min"),
+    (["mixing.strategy=odm", "mixing.target=chat"], "mixing.target"),  # MoSpec's key, ignored by odm
+    (["mixing.strategy=doremi", "mixing.reference_model=/no/such/model"], "mixing.reference_model"),
+    (["mixing.odm_alpha=1.0"], "mixing.odm_alpha"),
     (["train.max_steps=null"], "train.max_steps"),
     (["train.epochs=2"], "train.max_steps"),  # both set
     (["optim.lr=0"], "optim.lr"),
