@@ -53,12 +53,13 @@ def our_trajectory(tau: float, rewards: list[torch.Tensor], **kwargs) -> torch.T
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("tau", [float("inf"), 10.0])
+@pytest.mark.parametrize("tau", [float("inf"), 10.0, 1.0])
 def test_default_scorer_follows_the_authors_update(tau):
     rewards = reward_sequence()
     expected = authors_trajectory(temperature_prior(SIZES, tau), rewards)
     got = our_trajectory(tau, rewards)
-    # The acceptance bound is 0.01 at tau = inf; float64 vs their float32 is all that separates us.
+    # The acceptance bound is 0.01 at tau = inf; float64 vs their float32 is all that separates us. tau = 1
+    # (the authors' command-line default, a proportional prior) starts furthest from uniform.
     assert float((got - expected).abs().max()) < (0.01 if tau == float("inf") else 1e-3)
     # The drift is gradual (paper Figure 2): after 5 constant updates p is still far from R / sum(R) ...
     target = rewards[0] / rewards[0].sum()
@@ -135,3 +136,47 @@ def test_excluded_dataset_stays_exactly_zero_through_updates_and_resume(scorer):
     resumed = MixtureOfSkills(SIZES, scorer=scorer, names=["math", "med", "general", "nlp"])
     resumed.load_state_dict(mos.state_dict())
     assert torch.equal(resumed.probabilities, mos.probabilities) and resumed.probabilities[1].item() == 0.0
+
+
+# ---- the update's fixed point ------------------------------------------------------------------------
+# Eq. 6 minimises J(z) = -sum_i R_i log softmax(z)_i over the logits z. Its gradient on logit k is
+# dJ/dz_k = p_k sum_i R_i - R_k, which is zero exactly at p* = R / sum(R). These tests check our update
+# against that closed form, not against our own numbers.
+
+
+def closed_form_fixed_point(rewards: torch.Tensor) -> torch.Tensor:
+    return rewards / rewards.sum()
+
+
+@pytest.mark.parametrize("rewards", [[0.86, 0.88, 0.91, 0.87], [0.7, 0.1, 0.15, 0.05], [2.0, 1.0, 1.0, 4.0]])
+def test_constant_rewards_drive_p_to_r_over_sum_r(rewards):
+    rewards = torch.tensor(rewards, dtype=torch.float64)
+    # A large scorer lr only shortens the path; where it ends is set by the rewards alone.
+    mos = MixtureOfSkills(SIZES, prior_tau=1.0, lr=1e-2, ema_init="raw")
+    for _ in range(60):
+        p = mos.update(rewards)
+    torch.testing.assert_close(p, closed_form_fixed_point(rewards), rtol=0, atol=2e-3)
+
+
+def test_gradient_at_the_fixed_point_is_zero():
+    """dJ/dz = p sum(R) - R vanishes at p = R / sum(R): autograd on the scorer's own log-probabilities."""
+    rewards = torch.tensor([0.7, 0.1, 0.15, 0.05], dtype=torch.float64)
+    scorer = LogitsScorer(4)
+    available = torch.ones(4, dtype=torch.float64)
+    with torch.no_grad():
+        scorer.logits.copy_(closed_form_fixed_point(rewards).log())
+    (-(rewards * scorer.log_probabilities(available)).sum()).backward()
+    assert float(scorer.logits.grad.abs().max()) < 1e-12
+
+
+def test_adam_makes_the_reward_scale_irrelevant():
+    """Adam divides each step by the root of its running squared gradient, so R and 100 R give the same p
+    (up to Adam's epsilon): only the rewards' ratios matter. CosSim's rewards of 0.86-0.91 therefore move p
+    no further than R / sum(R) = 0.24-0.26 allows, however long the run."""
+    generator = torch.Generator().manual_seed(3)
+    rewards = [0.5 + 0.7 * torch.rand(4, generator=generator, dtype=torch.float64) for _ in range(8)]
+    unit = our_trajectory(float("inf"), rewards, ema_init="raw")
+    scaled = our_trajectory(float("inf"), [100.0 * r for r in rewards], ema_init="raw")
+    torch.testing.assert_close(unit, scaled, rtol=0, atol=1e-6)
+    # and the scale invariance is not vacuous: p did move away from uniform
+    assert float((unit[-1] - 0.25).abs().max()) > 1e-3
