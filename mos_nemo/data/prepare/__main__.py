@@ -17,7 +17,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m mos_nemo.data.prepare", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
-    paper = commands.add_parser("paper", help="the paper's four training sets, a random 10% of each")
+    paper = commands.add_parser("paper", help="the paper's four training sets, a random 10%% of each")
     paper.add_argument("--out", required=True, help="output folder (NAME.jsonl, full/, manifest.json, stats.md)")
     paper.add_argument("--seed", type=int, default=1234, help="seed of every random draw")
     paper.add_argument("--fraction", type=float, default=0.1, help="fraction of each dataset kept (paper: 0.1)")
