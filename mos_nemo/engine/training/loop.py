@@ -135,7 +135,8 @@ class Trainer:
         folder = save_checkpoint(self.config.run.dir, self.step, self.model, self.optimizer, trainer_state,
                                  self.parallel, keep=checkpoint.keep,
                                  sharding=sharding_format(checkpoint.format, final), checksums=not signalled,
-                                 config_yaml=to_yaml(self.config))
+                                 config_yaml=to_yaml(self.config), hf_config=self.hf_config,
+                                 tokenizer_dir=self.tokenizer_dir)
         self.saved_step = self.step
         self.logger.print(f"saved checkpoint {folder} ({time.perf_counter() - started:.1f}s)")
 
