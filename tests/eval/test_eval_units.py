@@ -216,4 +216,4 @@ def test_any_lm_eval_task_is_reported_with_its_main_metric(tmp_path):
     from mos_nemo.evaluation.tables import render_run
 
     md = render_run(summary)
-    assert "| ifeval (`prompt_level_strict_acc,none` %) | 25.00 ± 5.00 | 8 | partial (--limit) |" in md
+    assert "| ifeval (`prompt_level_strict_acc,none` %) | 25.00 ± 5.00 | 8 | partial (lm-eval --limit) |" in md
