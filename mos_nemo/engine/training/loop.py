@@ -37,7 +37,7 @@ from mos_nemo.engine.training.optim import LinearSchedule, build_optimizer, set_
 from mos_nemo.engine.parallel import ParallelState
 from mos_nemo.engine.model.inputs import to_device
 from mos_nemo.engine.training.step import synchronize_params, train_step, wrap_for_training
-from mos_nemo.logs import RunLogger
+from mos_nemo.logs import RunLogger, format_weights
 
 log = logging.getLogger(__name__)
 
@@ -132,9 +132,11 @@ class Trainer:
         synchronize_params(self.model)  # the overlapped param all-gather must land before the save reads them
         checkpoint = self.config.checkpoint
         started = time.perf_counter()
+        sharding = sharding_format(checkpoint.format, final)
+        self.logger.print(f"saving checkpoint step {self.step} ({'final, ' if final else ''}{sharding}) ...")
         folder = save_checkpoint(self.config.run.dir, self.step, self.model, self.optimizer, trainer_state,
                                  self.parallel, keep=checkpoint.keep,
-                                 sharding=sharding_format(checkpoint.format, final), checksums=not signalled,
+                                 sharding=sharding, checksums=not signalled,
                                  config_yaml=to_yaml(self.config), hf_config=self.hf_config,
                                  tokenizer_dir=self.tokenizer_dir)
         self.saved_step = self.step
@@ -179,7 +181,7 @@ class Trainer:
         if update.skipped:
             self.logger.print(f"step {self.step}: mixing update skipped (non-finite reward); weights kept")
         else:
-            shown = " ".join(f"{name}={p:.4f}" for name, p in self._weights().items())
+            shown = format_weights(self._weights())
             self.logger.print(f"step {self.step}: MoS update ({self.config.mixing.reward}, "
                               f"{update.seconds:.2f}s) -> weights {shown}")
 
@@ -319,6 +321,7 @@ class Trainer:
         from mos_nemo.engine.hf.weights import export_hf
 
         out = Path(self.config.run.dir) / "hf"
+        self.logger.print(f"exporting the fine-tuned model as a Hugging Face folder to {out} ...")
         synchronize_params(self.model)
         export_hf(self.model[0].module, self.hf_config, out, tokenizer_dir=self.tokenizer_dir)
         self.logger.print(f"exported the fine-tuned model as a Hugging Face folder: {out}")
