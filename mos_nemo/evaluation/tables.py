@@ -151,6 +151,7 @@ def render_run(summary: dict) -> str:
     if mt.get("evaluated"):
         parts += ["## MT-bench per category (1-10)", "", *render_mtbench_categories(mt), "",
                   f"MT-bench: {mt['n_questions']} questions, judge `{mt['judge']}`, {mt['n_graded']} gradings, "
-                  f"{mt['n_failed']} failed, {len(mt['missing'])} missing.", ""]  # fmt: skip
+                  f"{mt['n_failed']} failed ({mt.get('n_unparsable', 0)} verdicts without a parsable [[rating]], "
+                  f"{mt.get('n_judge_errors', 0)} judge calls that failed), {len(mt['missing'])} missing.", ""]  # fmt: skip
     parts += ["Data: " + "; ".join(summary["data_licenses"]) + "."]
     return "\n".join(parts) + "\n"

@@ -186,9 +186,10 @@ def test_reruns_reuse_results_and_regrade_only_missing_or_failed_pairs(run, judg
     judgments.write_text("".join(json.dumps(r) + "\n" for r in rows if (r["question_id"], r["turn"]) != (81, 2)))
     done = run_all(run["model"], out, **env)
     assert done.returncode != 0
-    assert len(error_lines(done)) == 1 and "1 failed gradings (score -1)" in error_lines(done)[0]
+    assert len(error_lines(done)) == 1 and "1 failed gradings (score -1: 1 judge verdicts without a parsable" \
+        in error_lines(done)[0]
     mt = _summary(out)["mtbench"]
-    assert mt["n_failed"] == 1 and math.isclose(mt["turn1"], 8.0)
+    assert (mt["n_failed"], mt["n_unparsable"], mt["n_judge_errors"]) == (1, 1, 0) and math.isclose(mt["turn1"], 8.0)
     # ... and the next run grades only the failed pair; the newest judgment of each pair counts.
     judge.ratings[(81, 2)] = 4
     asked = len(judge.requests)

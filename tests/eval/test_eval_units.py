@@ -52,15 +52,18 @@ def _judgment(qid, turn, score, tstamp, model="m"):
 
 def test_judgments_newest_wins_failures_and_gaps_counted(tmp_path):
     rows = [_judgment(81, 1, 3, 1.0), _judgment(81, 1, 5, 2.0), _judgment(81, 2, -1, 1.0),
-            _judgment(82, 1, 8, 1.0), _judgment(82, 2, 10, 1.0, model="other")]  # fmt: skip
+            _judgment(82, 1, 8, 1.0), _judgment(82, 2, 10, 1.0, model="other"),
+            {**_judgment(83, 1, -1, 1.0), "judgment": "$ERROR$"}, _judgment(83, 2, -1, 1.0)]  # fmt: skip
     path = tmp_path / "gpt-4_single.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    questions = [{"question_id": 81, "turns": ["a", "b"]}, {"question_id": 82, "turns": ["c", "d"]}]
+    questions = [{"question_id": 81, "turns": ["a", "b"]}, {"question_id": 82, "turns": ["c", "d"]},
+                 {"question_id": 83, "turns": ["e", "f"]}]
     scores = score_judgments(path, "m", questions)
     assert scores.turn1 == pytest.approx((5 + 8) / 2) and math.isnan(scores.turn2)
-    assert (scores.n_graded, scores.n_failed, scores.n_duplicates_dropped) == (2, 1, 1)
+    assert (scores.n_graded, scores.n_failed, scores.n_duplicates_dropped) == (2, 3, 1)
+    assert (scores.n_unparsable, scores.n_judge_errors) == (2, 1)  # a verdict without [[rating]] vs a failed call
     assert scores.missing == ["question 82 turn 2"]
-    with pytest.raises(MosDataError, match="1 gradings failed"):
+    with pytest.raises(MosDataError, match="3 gradings failed .score -1.: 2 judge verdicts without a parsable"):
         check_complete(scores, path)
 
 
