@@ -45,9 +45,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "paper":
             from mos_nemo.data.prepare.paper import prepare_paper
 
-            prepare_paper(args.out, seed=args.seed, fraction=args.fraction, per_subset=args.p3_per_subset,
-                          source_root=args.source_root, progress=not args.no_progress)
+            manifest = prepare_paper(args.out, seed=args.seed, fraction=args.fraction, per_subset=args.p3_per_subset,
+                                     source_root=args.source_root, progress=not args.no_progress)
             print((Path(args.out) / "stats.md").read_text(), end="")
+            for name, entry in manifest["datasets"].items():
+                why = f" (first: {entry['first_dropped']})" if entry.get("first_dropped") else ""
+                print(f"{name}: kept {entry['kept']} of {entry['read']} records, dropped {entry['dropped']}{why}; "
+                      f"{entry['examples']} in the {args.fraction:g} sample")
             print(f"wrote {args.out}/{{math,medicine,general,nlp}}.jsonl and {args.out}/manifest.json")
         else:
             from mos_nemo.data.prepare.ifd import prepare_ifd
