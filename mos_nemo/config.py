@@ -204,7 +204,7 @@ def _describe(error: BaseException) -> str:
     key = getattr(error, "full_key", None)
     message = str(error).splitlines()[0] if str(error) else type(error).__name__
     if "not in" in message or "not in struct" in message:
-        fix = "spell the key as in mos_nemo/config.py (README 'Config keys')"
+        fix = "spell the key as in mos_nemo/config.py (docs/configuration.md 'Config keys')"
     elif "Invalid value" in message:  # an enum field: OmegaConf's message lists the allowed values
         fix = "choose one of the values listed"
     elif "could not be converted" in message or "is not a" in message:

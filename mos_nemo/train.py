@@ -4,7 +4,7 @@
     python mos_nemo/train.py --config-name NAME [key=value ...] --cfg job [--resolve]   # print, build nothing
 
 Runs on CPU (gloo) and GPU (NCCL), one node or many (torchrun's usual flags). Without torchrun it runs as
-a single process. See recipes/ for the recipes and README "Config keys" for every key.
+a single process. See recipes/ for the recipes and docs/configuration.md "Config keys" for every key.
 """
 
 from __future__ import annotations
