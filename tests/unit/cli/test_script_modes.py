@@ -14,13 +14,19 @@ ROOT = Path(__file__).resolve().parents[3]
 FOLDERS = ("eval", "docker", "bench", ".ci")
 
 
+def _repository_files():
+    """The repository's own files: git's list in a checkout, else a walk that skips hidden folders (virtualenvs
+    such as eval/.venv-judge, caches)."""
+    if (ROOT / ".git").exists():
+        listed = subprocess.run(["git", "ls-files", "--", *FOLDERS], cwd=ROOT, capture_output=True, text=True,
+                                check=True).stdout.split()
+        return [ROOT / name for name in listed]
+    return [p for folder in FOLDERS for p in (ROOT / folder).rglob("*")
+            if not any(part.startswith(".") for part in p.relative_to(ROOT / folder).parts)]
+
+
 def _scripts_with_shebang():
-    scripts = []
-    for folder in FOLDERS:
-        for path in sorted((ROOT / folder).rglob("*")):
-            if path.is_file() and path.read_bytes()[:2] == b"#!":
-                scripts.append(path)
-    return scripts
+    return [p for p in sorted(_repository_files()) if p.is_file() and p.read_bytes()[:2] == b"#!"]
 
 
 def test_there_are_scripts_to_check():
