@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 from eval_fixtures import REPO
-from test_eval_units import _judgment, _write_results
+from test_eval_units import _judgment, _write_gsm8k, _write_results
 
 from mos_nemo.evaluation.comparison import bar_label
 from mos_nemo.evaluation.summary import TABLE1_COLUMNS
@@ -17,11 +17,7 @@ from mos_nemo.evaluation.summary import TABLE1_COLUMNS
 def _subset_run(out):
     _write_results(out, "mmlu", {f"mmlu_{s}": ("acc,none", 0.5, 4) for s in
                                  ("abstract_algebra", "college_mathematics", "anatomy", "astronomy")})
-    _write_results(out, "gsm8k", {"gsm8k": ("exact_match,strict-match", 0.4, 10)})
-    gsm = next((out / "lm_eval" / "gsm8k" / "model").glob("results_*.json"))
-    data = json.loads(gsm.read_text())
-    data["results"]["gsm8k"]["exact_match,flexible-extract"] = 0.6
-    gsm.write_text(json.dumps(data))
+    _write_gsm8k(out, strict=0.4, flexible=0.6, n=10)
     _write_results(out, "hendrycks_math", {"hendrycks_math_algebra": ("exact_match,none", 0.3, 10),
                                            "hendrycks_math_geometry": ("exact_match,none", 0.0, 5)})
     bench = out / "mtbench" / "data" / "mt_bench"

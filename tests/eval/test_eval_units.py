@@ -79,6 +79,15 @@ def _write_results(out: Path, bench: str, tasks: dict[str, tuple[str, float, int
     (folder / "results_2026-01-01T00-00-00.json").write_text(json.dumps(results))
 
 
+def _write_gsm8k(out: Path, strict: float, flexible: float, n: int) -> None:
+    """GSM8K results with both of lm-eval's filters (strict-match and flexible-extract)."""
+    _write_results(out, "gsm8k", {"gsm8k": ("exact_match,strict-match", strict, n)})
+    path = next((out / "lm_eval" / "gsm8k" / "model").glob("results_*.json"))
+    data = json.loads(path.read_text())
+    data["results"]["gsm8k"]["exact_match,flexible-extract"] = flexible
+    path.write_text(json.dumps(data))
+
+
 def test_summary_numbers_match_hand_computation(tmp_path):
     out = tmp_path / "run"
     _write_results(out, "mmlu", {
@@ -87,11 +96,7 @@ def test_summary_numbers_match_hand_computation(tmp_path):
         "mmlu_anatomy": ("acc,none", 0.25, 8),
         "mmlu_astronomy": ("acc,none", 1.0, 2),
     })  # fmt: skip
-    _write_results(out, "gsm8k", {"gsm8k": ("exact_match,strict-match", 0.4, 10)})
-    gsm = next((out / "lm_eval" / "gsm8k" / "model").glob("results_*.json"))
-    data = json.loads(gsm.read_text())
-    data["results"]["gsm8k"]["exact_match,flexible-extract"] = 0.6
-    gsm.write_text(json.dumps(data))
+    _write_gsm8k(out, strict=0.4, flexible=0.6, n=10)
     _write_results(out, "hendrycks_math", {"hendrycks_math_algebra": ("exact_match,none", 0.3, 10),
                                            "hendrycks_math_geometry": ("exact_match,none", 0.0, 5)})  # fmt: skip
     bench = out / "mtbench" / "data" / "mt_bench"
