@@ -55,7 +55,9 @@ def test_the_readme_journey_trains_plots_and_exports(tmp_path):
     assert len((run / "mixture.jsonl").read_text().splitlines()) == 3  # step 0 and two MoS updates
     _run("-m", "mos_nemo.plot", str(run))
     assert (run / "mixture.png").stat().st_size > 0
-    _run("-m", "mos_nemo.convert", "export", "--ckpt", str(run / "checkpoints" / "step_0000002"),
+    latest = (run / "checkpoints" / "latest").read_text().strip()  # as the README: $(cat .../latest)
+    assert latest == "step_0000002"
+    _run("-m", "mos_nemo.convert", "export", "--ckpt", str(run / "checkpoints" / latest),
          "--out", str(tmp_path / "my_model"))
     import transformers
 
