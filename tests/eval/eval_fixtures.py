@@ -115,9 +115,9 @@ def build_tiny_llama(out_dir: Path, corpus: list[str], seed: int = 0, scripted: 
 JUDGE_VERDICT = "[[7]]"
 
 
-def build_scripted_judge(out_dir: Path) -> Path:
-    """A tiny Llama whose greedy reply to ANY prompt is JUDGE_VERDICT then eos: a local MT-bench judge with a
-    known verdict. As in script_turn_end, layer outputs are zeroed so the next token depends only on the
+def build_scripted_judge(out_dir: Path, reply: str = JUDGE_VERDICT) -> Path:
+    """A tiny Llama whose greedy reply to ANY prompt is `reply` (default JUDGE_VERDICT) then eos: a local
+    MT-bench judge with a known verdict. As in script_turn_end, layer outputs are zeroed so the next token depends only on the
     current one; every token outside the verdict shares one embedding direction that points at the verdict's
     first token, and the verdict's tokens chain to eos."""
     import torch
@@ -126,9 +126,8 @@ def build_scripted_judge(out_dir: Path) -> Path:
 
     out_dir.mkdir(parents=True, exist_ok=True)
     tok = build_tokenizer(out_dir, corpus_for_tokenizer() + [f"Rating: {JUDGE_VERDICT}"] * 50)
-    verdict = tok(JUDGE_VERDICT, add_special_tokens=False).input_ids
-    chain = [*verdict, tok.eos_token_id]
-    assert len(set(chain)) == len(chain), "the verdict's tokens must be distinct"
+    chain = [*tok(reply, add_special_tokens=False).input_ids, tok.eos_token_id]
+    assert len(set(chain)) == len(chain), "the reply's tokens must be distinct"
     config = tiny_hf_config(
         "llama", vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
         max_position_embeddings=16384, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,

@@ -1,7 +1,7 @@
 """MT-bench graded by a LOCAL judge served through FastChat's own OpenAI-compatible server (controller, model
 workers, openai_api_server: eval/serve_judge.sh), on CPU, with FastChat's real llm_judge as the client.
 Two local judges: a scripted tiny model whose verdict is always "[[7]]" (every grading parses: mu_MB = 7),
-and a tiny model that answers "Tom has apples ..." (no verdict parses: each such grading is counted as
+and one that always answers "Tom has apples" (no verdict parses: each such grading is counted as
 unparsable and reported, and the run fails rather than print a mu_MB). The stub judge of the other tests
 stays for fast checks; this is the real component."""
 
@@ -36,12 +36,13 @@ def _free_port_block(size: int) -> int:
 
 
 @pytest.fixture(scope="module")
-def judge_api(tmp_path_factory, tiny_model):
+def judge_api(tmp_path_factory):
     root = tmp_path_factory.mktemp("fastchat_judge")
     judge = build_scripted_judge(root / "scripted-judge")
+    no_verdict = build_scripted_judge(root / "chatty-judge", reply="Tom has apples")
     port = _free_port_block(4)
     env = {**os.environ, "JUDGE_PORT": str(port), "JUDGE_DEVICE": "cpu", "JUDGE_LOG_DIR": str(root / "logs")}
-    server = subprocess.Popen([str(REPO / "eval" / "serve_judge.sh"), f"{judge}=gpt-4", f"{tiny_model}=gpt-3.5-turbo"],
+    server = subprocess.Popen([str(REPO / "eval" / "serve_judge.sh"), f"{judge}=gpt-4", f"{no_verdict}=gpt-3.5-turbo"],
                               cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                               start_new_session=True)
     selector = selectors.DefaultSelector()

@@ -62,12 +62,13 @@ def test_an_hf_folder_without_tokenizer_exports_without_template_and_says_so(tmp
     _generates(tmp_path / "hf")
 
 
-@pytest.mark.slow
 def test_hf_accepts_the_asset_training_accepts(tmp_path):
-    done = _convert("verify", "--hf", "asset:smollm2", timeout=600)
-    assert "smollm2-135m-instruct" in done.stdout  # where the demo's HF folder lies, for the user to reuse
-    label, value = done.stdout.strip().splitlines()[-1].split()
-    assert label == "max_abs_logit_diff" and float(value) < 1e-3
+    """`--hf asset:smollm2` resolves to the HF folder training builds (and says where it lies); the command then
+    stops at the next check (here a missing --ckpt), so nothing large is built."""
+    done = _convert("export", "--hf", "asset:smollm2", "--ckpt", str(tmp_path / "absent"), "--out",
+                    str(tmp_path / "o"), ok=False)
+    assert "--hf asset:smollm2 is the HF folder" in done.stdout and "smollm2-135m-instruct" in done.stdout
+    assert done.returncode == 2 and "--ckpt" in done.stderr and "model.hf_path" not in done.stderr
 
 
 def test_mistakes_name_the_flag_without_a_traceback(tmp_path):
