@@ -20,7 +20,7 @@ set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
-usage() { sed -n 2,19p "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n 2,18p "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 die() { echo "launch.sh: $*" >&2; exit 2; }
 # value OPTION ARGS...: the option's value (the next argument), or an error naming the option
 value() { [[ $# -ge 3 && -n "$3" && "$3" != --* ]] || die "$1 needs a value"; }
