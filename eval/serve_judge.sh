@@ -26,6 +26,7 @@ LOG_DIR="${JUDGE_LOG_DIR:-$PWD/judge_logs}"
 MAIN_PY="${PYTHON:-$REPO/.venv/bin/python}"
 [[ -x "$MAIN_PY" ]] || MAIN_PY=python3
 mkdir -p "$LOG_DIR"
+export LOGDIR="$LOG_DIR"  # FastChat's servers write their own logs to $LOGDIR (default: the working directory)
 # shellcheck disable=SC1091  # sourced from this script's own folder
 source "$HERE/judge_venv.sh"
 ensure_judge_venv "$VENV" "$MAIN_PY" "${JUDGE_MODEL:-gpt-4}" "$LOG_DIR/judge_venv.log"

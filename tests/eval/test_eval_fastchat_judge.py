@@ -77,6 +77,7 @@ def test_a_local_judge_served_by_fastchat_grades_mtbench(tiny_model, judge_api, 
     assert done.returncode == 0, done.stderr[-3000:]
     mt = json.loads((tmp_path / "out" / "summary.json").read_text())["mtbench"]
     assert (mt["n_graded"], mt["n_failed"], mt["turn1"], mt["turn2"], mt["average"]) == (4, 0, 7.0, 7.0, 7.0)
+    assert not (REPO / "controller.log").exists()  # FastChat's own logs go to JUDGE_LOG_DIR, not the checkout
 
 
 def test_verdicts_that_cannot_be_parsed_are_counted_and_reported(tiny_model, judge_api, tmp_path):
