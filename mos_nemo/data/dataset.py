@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from mos_nemo.assets import shared_temporary_dir
 from mos_nemo.errors import MosValueError
 
 
@@ -95,7 +95,7 @@ class TokenizedDataset:
 def save_cache(dataset: TokenizedDataset, folder: Path) -> None:
     """Write the dataset to `folder` atomically (temporary folder, then rename)."""
     folder.parent.mkdir(parents=True, exist_ok=True)
-    temporary = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    temporary = shared_temporary_dir(folder)
     try:
         np.save(temporary / "input_ids.npy", np.asarray(dataset.input_ids, dtype=np.int32))
         np.save(temporary / "loss_mask.npy", np.asarray(dataset.loss_mask, dtype=bool))

@@ -35,7 +35,7 @@ def load_sft_datasets(configs: Sequence[DatasetConfig], tokenizer, seq_length: i
     validate_dataset_configs(configs)
     if not isinstance(seq_length, int) or seq_length < 2:
         raise MosValueError(f"seq_length={seq_length!r} must be an int >= 2 (one prompt and one response token)")
-    pad_token_id(tokenizer)
+    choose_pad_id(tokenizer)  # fails early without any usable pad; the trainer logs the choice once
     tokenizer_key = tokenizer_fingerprint(tokenizer)
     datasets = []
     for config in configs:

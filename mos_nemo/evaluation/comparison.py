@@ -6,12 +6,12 @@ import csv
 from pathlib import Path
 
 from mos_nemo.evaluation.summary import TABLE1_COLUMNS, TABLE4_COLUMNS
-from mos_nemo.evaluation.tables import HEADERS, SOURCES
+from mos_nemo.evaluation.tables import HEADERS, PARTIAL, SOURCES, partial_note
 
 
 def csv_rows(summaries: list[dict]) -> tuple[list[str], list[list]]:
     """(header, one row per run): every Table 1 and Table 4 number, its stderr where lm-eval gave one,
-    and the benchmarks that were run on a subset (partial)."""
+    and the benchmarks that were run on a subset, with the subset (partial, e.g. "mmlu: 4 of 57 subjects")."""
     columns = list(dict.fromkeys(TABLE1_COLUMNS + TABLE4_COLUMNS))
     header = ["run"]
     for column in columns:
@@ -23,7 +23,7 @@ def csv_rows(summaries: list[dict]) -> tuple[list[str], list[list]]:
         row = [summary["name"]]
         for column in columns:
             row += [values.get(column), summary.get("stderr", {}).get(column)]
-        row.append(" ".join(summary.get("partial", [])))
+        row.append(partial_note(summary))
         rows.append(row)
     return header, rows
 
@@ -34,6 +34,17 @@ def write_csv(summaries: list[dict], path: Path) -> None:
         writer = csv.writer(f)
         writer.writerow(header)
         writer.writerows([["" if v is None else v for v in row] for row in rows])
+
+
+def _is_partial(summary: dict, column: str) -> bool:
+    return bool(SOURCES.get(column, set()) & set(summary.get("partial", [])))
+
+
+def bar_label(summary: dict, columns: list[str]) -> str:
+    """The run's legend entry; a run with partial figures says which subsets (its bars are hatched)."""
+    if not any(_is_partial(summary, c) for c in columns):
+        return summary["name"]
+    return f"{summary['name']} {PARTIAL} partial: {partial_note(summary)}"
 
 
 def write_bar_chart(summaries: list[dict], table: int, path: Path) -> None:
@@ -55,8 +66,8 @@ def write_bar_chart(summaries: list[dict], table: int, path: Path) -> None:
         heights = [0.0 if v is None else v * k for v, k in zip(values, scale)]
         errors = [summary.get("stderr", {}).get(c) or 0.0 for c in columns]
         xs = [j + (i - (len(summaries) - 1) / 2) * width for j in range(len(columns))]
-        partial = any(SOURCES.get(c, set()) & set(summary.get("partial", [])) for c in columns)
-        axes.bar(xs, heights, width, yerr=errors, capsize=2, label=summary["name"] + (" (partial)" if partial else ""))
+        axes.bar(xs, heights, width, yerr=errors, capsize=2, label=bar_label(summary, columns),
+                 hatch=["//" if _is_partial(summary, c) else "" for c in columns])
     axes.set_xticks(range(len(columns)), labels)
     axes.set_ylabel("score (%; MT-bench ×10)")
     axes.set_title(f"Paper Table {table} layout")

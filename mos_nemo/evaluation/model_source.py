@@ -5,8 +5,8 @@ Accepted, in this order of recognition:
 - a training run folder (run.dir: config.yaml and checkpoints/): its latest complete checkpoint, or its
   `hf/` export when that is at least as new as the latest checkpoint;
 - a training checkpoint (run.dir/checkpoints/step_N, with meta.json): exported with the HF config and
-  tokenizer the run was trained with, read from the run's config.yaml (model.hf_path or model.config,
-  model.tokenizer);
+  tokenizer it carries (hf_config.json, tokenizer/), or for checkpoints written before they carried them,
+  those of the run's config.yaml (model.hf_path or model.config, model.tokenizer);
 - a converted checkpoint (`python -m mos_nemo.convert import`: model/ and hf_config.json): exported.
 
 Exports go to OUT/hf_model with `python -m mos_nemo.convert export` (which writes the chat template used in
@@ -104,7 +104,9 @@ def resolve(path: Path, out: Path) -> Path:
         ):
             return hf
         path = latest if latest is not None else checkpoint_of_run(path)
-    if _is_training_checkpoint(path):
+    if _is_training_checkpoint(path) and (path / "hf_config.json").is_file():
+        return _export(path, out, None)  # it carries its config and tokenizer (convert export reads them)
+    if _is_training_checkpoint(path):  # written before checkpoints carried them: the run's config.yaml says
         run_dir = path.parent.parent
         if not (run_dir / "config.yaml").is_file():
             raise MosCheckpointError(

@@ -3,8 +3,9 @@
 FastChat's `gen_judgment.py` appends to `model_judgment/<judge>_single.jsonl` and regrades everything on a
 rerun, so a file can hold several judgments of one (model, question, turn). We keep only the newest
 (largest `tstamp`, file order breaking ties), so reruns never double-count. A grading whose reply held no
-`[[rating]]` is stored by FastChat with score -1; those are counted and are an error for the caller, as is
-a question/turn that was never graded. mu_MB is the mean over all gradings of both turns, as FastChat's
+`[[rating]]` is stored by FastChat with score -1, and so is a judge call that failed (judgment "$ERROR$");
+both are counted, apart (`n_unparsable`, `n_judge_errors`), and are an error for the caller, as is a
+question/turn that was never graded. mu_MB is the mean over all gradings of both turns, as FastChat's
 `show_result.py` computes it.
 """
 
@@ -15,6 +16,8 @@ from pathlib import Path
 
 from mos_nemo.errors import MosDataError
 from mos_nemo.evaluation.mtbench_data import read_jsonl
+
+JUDGE_ERROR = "$ERROR$"  # FastChat's judgment text when the judge API call failed
 
 
 @dataclass
@@ -28,6 +31,12 @@ class MTBenchScores:
     n_failed: int
     missing: list[str] = field(default_factory=list)
     n_duplicates_dropped: int = 0
+    n_unparsable: int = 0  # of n_failed: the judge replied, but without a [[rating]] FastChat could parse
+    n_judge_errors: int = 0  # of n_failed: the judge call itself failed (FastChat's "$ERROR$")
+
+    def describe_failures(self) -> str:
+        return (f"{self.n_failed} gradings failed (score -1): {self.n_unparsable} judge verdicts without a "
+                f"parsable [[rating]], {self.n_judge_errors} judge calls that failed")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -60,6 +69,7 @@ def score_judgments(judgment_file: Path, model: str, questions: list[dict]) -> M
     missing = [f"question {qid} turn {turn}" for qid, turn in expected if (qid, turn) not in latest]
     graded = {key: latest[key]["score"] for key in expected if key in latest}
     good = {key: float(score) for key, score in graded.items() if score != -1}
+    errors = sum(1 for key in graded if graded[key] == -1 and latest[key].get("judgment") == JUDGE_ERROR)
     return MTBenchScores(
         turn1=_mean([s for (_, turn), s in good.items() if turn == 1]),
         turn2=_mean([s for (_, turn), s in good.items() if turn == 2]),
@@ -68,6 +78,8 @@ def score_judgments(judgment_file: Path, model: str, questions: list[dict]) -> M
         n_failed=len(graded) - len(good),
         missing=missing,
         n_duplicates_dropped=duplicates,
+        n_unparsable=len(graded) - len(good) - errors,
+        n_judge_errors=errors,
     )
 
 
@@ -75,8 +87,7 @@ def check_complete(scores: MTBenchScores, judgment_file: Path) -> None:
     """Raise if any grading failed (score -1) or is missing: such a mu_MB would not be the paper's."""
     if scores.n_failed or scores.missing:
         raise MosDataError(
-            f"{judgment_file}: {scores.n_failed} gradings failed (score -1: the judge reply held no [[rating]]) "
-            f"and {len(scores.missing)} are missing {scores.missing[:4]}; rerun eval/run_all.sh to regrade "
+            f"{judgment_file}: {scores.describe_failures()}; {len(scores.missing)} are missing {scores.missing[:4]}; rerun eval/run_all.sh to regrade "
             "(only the newest judgment of each question and turn is counted)"
         )
 

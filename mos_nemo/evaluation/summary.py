@@ -7,8 +7,10 @@ convention, are kept as extra fields); mu_MB, Turn 1, Turn 2 from MT-bench; mu_B
 / 2 (paper Section 4.1, MT-bench upscaled to 1-100). Table 4: GSM8K 5-shot, MATH 5-shot (hendrycks_math,
 weighted by subtask size, i.e. over all problems), M-math = the MMLU Mathematics group (plain mean),
 mu_ALL = their mean. Accuracies are in percent, each with lm-eval's standard error. A number whose inputs
-were not evaluated is None, and so is every average built on it. Results made with --limit on a subset
-are marked partial. Any other lm-eval task in OUT/lm_eval/ is reported with its main metric.
+were not evaluated is None, and so is every average built on it. A benchmark evaluated on a subset is
+partial, and so is every number built on it (`partial`: the benchmarks; `partial_reasons`: why): lm-eval's
+--limit, fewer than MMLU's 57 subjects or MATH's 7 subtasks, fewer than MT-bench's 80 questions. Any other
+lm-eval task in OUT/lm_eval/ is reported with its main metric.
 
 Layout read: OUT/lm_eval/<benchmark>/**/results_*.json, OUT/mtbench/data/mt_bench/ (question.jsonl,
 model_judgment/<judge>_single.jsonl) and OUT/run_config.json (written by run_all.sh).
@@ -27,6 +29,8 @@ from mos_nemo.errors import MosDataError
 from mos_nemo.evaluation.mmlu_groups import group_of
 from mos_nemo.evaluation.mtbench_scores import category_scores, score_judgments
 
+MATH_SUBTASKS = 7  # algebra, counting_and_prob, geometry, intermediate_algebra, num_theory, prealgebra, precalc
+MTBENCH_QUESTIONS = 80
 TABLE1_COLUMNS = ["mu_BOTH", "mu_MU", "Math", "Med.", "Others", "mu_MB", "Turn 1", "Turn 2"]
 TABLE4_COLUMNS = ["mu_ALL", "GSM8K", "MATH", "M-math"]
 DATA_LICENSES = [
@@ -155,6 +159,21 @@ def mtbench_section(out: Path, run_config: dict) -> dict:
             "per_category": category_scores(judgment_file, model_id, questions)}  # fmt: skip
 
 
+def partial_reasons(lm: dict, mmlu: dict, maths: dict, mt: dict) -> dict[str, str]:
+    """{benchmark: why its figures are not the full benchmark's} for every benchmark run on a subset."""
+    reasons: dict[str, list[str]] = {}
+    for name, results in lm.items():
+        if results is not None and lm_results.is_partial(results):
+            reasons.setdefault(name, []).append("lm-eval --limit")
+    if mmlu.get("evaluated") and len(mmlu["per_subject"]) < len(ALL_SUBJECTS):
+        reasons.setdefault("mmlu", []).append(f"{len(mmlu['per_subject'])} of {len(ALL_SUBJECTS)} subjects")
+    if maths.get("evaluated") and len(maths["per_subtask"]) < MATH_SUBTASKS:
+        reasons.setdefault("hendrycks_math", []).append(f"{len(maths['per_subtask'])} of {MATH_SUBTASKS} subtasks")
+    if mt.get("evaluated") and mt["n_questions"] < MTBENCH_QUESTIONS:
+        reasons.setdefault("mtbench", []).append(f"{mt['n_questions']} of {MTBENCH_QUESTIONS} questions")
+    return {name: ", ".join(why) for name, why in sorted(reasons.items())}
+
+
 def summarize(out: Path, gsm8k_filter: str = "strict-match") -> dict:
     """Everything `OUT/summary.json` holds: the two tables, their inputs, settings and data licenses."""
     out = Path(out)
@@ -182,6 +201,7 @@ def summarize(out: Path, gsm8k_filter: str = "strict-match") -> dict:
     table4 = {"GSM8K": gsm8k.get("exact_match"), "MATH": maths.get("exact_match"), "M-math": table1["Math"]}
     table4["mu_ALL"] = _mean_or_none(list(table4.values()))
     settings = {name: lm_results.run_settings(r) for name, r in lm.items() if r is not None}
+    reasons = partial_reasons(lm, mmlu, maths, mt)
     return {
         "name": run_config.get("name", out.name),
         "table1": {k: table1[k] for k in TABLE1_COLUMNS},
@@ -195,7 +215,8 @@ def summarize(out: Path, gsm8k_filter: str = "strict-match") -> dict:
                    "Med.": group.get("med", {}).get("stderr"), "Others": group.get("others", {}).get("stderr"),
                    "GSM8K": gsm8k.get("stderr"), "MATH": maths.get("stderr"),
                    "M-math": group.get("math", {}).get("stderr")},
-        "partial": sorted(name for name, r in lm.items() if r is not None and lm_results.is_partial(r)),
+        "partial": sorted(reasons),
+        "partial_reasons": reasons,
         "run_config": run_config,
         "lm_eval_settings": settings,
         "data_licenses": DATA_LICENSES,

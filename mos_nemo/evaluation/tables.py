@@ -2,7 +2,8 @@
 
 As in the paper, the best value of each column is **bold** and the second best <u>underlined</u> when
 several runs are compared; MMLU-type numbers are percent with two decimals, MT-bench scores two decimals.
-A number computed from results that lm-eval made on a subset (EVAL_LIMIT) carries a dagger (†).
+A number computed from a benchmark evaluated on a subset (EVAL_LIMIT, some MMLU subjects or MATH subtasks,
+some MT-bench questions) carries a dagger (†), and the footnote says which subset.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ COLUMNS = {1: TABLE1_COLUMNS, 4: TABLE4_COLUMNS}
 # The lm-eval benchmarks each column is computed from (for the partial-result mark).
 SOURCES = {"mu_BOTH": {"mmlu"}, "mu_MU": {"mmlu"}, "Math": {"mmlu"}, "Med.": {"mmlu"}, "Others": {"mmlu"},
            "M-math": {"mmlu"}, "GSM8K": {"gsm8k"}, "MATH": {"hendrycks_math"},
-           "mu_ALL": {"mmlu", "gsm8k", "hendrycks_math"}}  # fmt: skip
+           "mu_ALL": {"mmlu", "gsm8k", "hendrycks_math"}, "mu_MB": {"mtbench"}, "Turn 1": {"mtbench"},
+           "Turn 2": {"mtbench"}}  # fmt: skip
+SOURCES["mu_BOTH"] = SOURCES["mu_MU"] | SOURCES["mu_MB"]
 PARTIAL = "†"
 SECTION = {1: "table1", 4: "table4"}
 
@@ -70,6 +73,17 @@ def render(summaries: list[dict], table: int = 1, mark_best: bool = True) -> str
     return "\n".join(lines)
 
 
+def partial_note(summary: dict) -> str:
+    """'mmlu: 4 of 57 subjects; mtbench: 2 of 80 questions' (empty when every benchmark is complete)."""
+    reasons = summary.get("partial_reasons") or {name: "lm-eval --limit" for name in summary.get("partial", [])}
+    return "; ".join(f"{name}: {why}" for name, why in reasons.items())
+
+
+def _state(summary: dict, bench: str) -> str:
+    reason = (summary.get("partial_reasons") or {}).get(bench)
+    return f"partial ({reason})" if reason else "complete"
+
+
 def _pm(value: float | None, stderr: float | None) -> str:
     if value is None:
         return "–"
@@ -90,7 +104,7 @@ def render_uncertainty(summary: dict) -> list[str]:
         if value is None:
             continue
         key = label.split(" ")[0].replace("μ_MU", "mu_MU")
-        state = "partial (--limit)" if sections[bench].get("partial") else "complete"
+        state = _state(summary, bench)
         lines.append(f"| {label} | {_pm(value, summary['stderr'].get(key))} | {n} | {state} |")
     if mmlu.get("evaluated"):
         lines.append(f"| μ_MU sample-weighted (lm-eval's `mmlu` group) | {_pm(mmlu['overall_sample_weighted'], None)} "
@@ -98,7 +112,7 @@ def render_uncertainty(summary: dict) -> list[str]:
     for name, other in summary.get("other_benchmarks", {}).items():
         unit = " %" if other["percent"] else ""
         lines.append(f"| {name} (`{other['metric']}`{unit}) | {_pm(other['value'], other['stderr'])} | {other['n']} | "
-                     f"{'partial (--limit)' if other['partial'] else 'complete'} |")  # fmt: skip
+                     f"{_state(summary, name)} |")  # fmt: skip
     return lines
 
 
@@ -124,8 +138,8 @@ def render_run(summary: dict) -> str:
              render([summary], 1), "", "## Table 4 layout (GSM8K 5-shot, MATH 5-shot, MMLU math 0-shot)", "",
              render([summary], 4), ""]  # fmt: skip
     if summary.get("partial"):
-        parts += [f"{PARTIAL} partial: lm-eval ran on a subset (--limit) for {', '.join(summary['partial'])}; "
-                  "not comparable with full results.", ""]  # fmt: skip
+        parts += [f"{PARTIAL} partial, evaluated on a subset ({partial_note(summary)}): not comparable with the "
+                  "paper's or with full results.", ""]  # fmt: skip
     parts += ["## Accuracies (%) with lm-eval's standard errors", "", *render_uncertainty(summary), ""]
     mmlu = summary["mmlu"]
     if mmlu.get("evaluated"):
@@ -137,6 +151,7 @@ def render_run(summary: dict) -> str:
     if mt.get("evaluated"):
         parts += ["## MT-bench per category (1-10)", "", *render_mtbench_categories(mt), "",
                   f"MT-bench: {mt['n_questions']} questions, judge `{mt['judge']}`, {mt['n_graded']} gradings, "
-                  f"{mt['n_failed']} failed, {len(mt['missing'])} missing.", ""]  # fmt: skip
+                  f"{mt['n_failed']} failed ({mt.get('n_unparsable', 0)} verdicts without a parsable [[rating]], "
+                  f"{mt.get('n_judge_errors', 0)} judge calls that failed), {len(mt['missing'])} missing.", ""]  # fmt: skip
     parts += ["Data: " + "; ".join(summary["data_licenses"]) + "."]
     return "\n".join(parts) + "\n"

@@ -132,7 +132,7 @@ class MixtureOfSkills:
         reinforce_step(self.scorer, self.optimizer, self.availability, self.rewards, self.inner_steps)
         self.num_updates += 1
         self._probabilities = self._compute_probabilities()
-        logger.info("MoS update %d: rewards %s -> p %s", self.num_updates, self._by_name(self.rewards), self._by_name(self._probabilities))
+        logger.debug("MoS update %d: rewards %s -> p %s", self.num_updates, self._by_name(self.rewards), self._by_name(self._probabilities))
         return self.probabilities
 
     # ---- availability --------------------------------------------------------------------------

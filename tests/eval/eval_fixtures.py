@@ -112,6 +112,44 @@ def build_tiny_llama(out_dir: Path, corpus: list[str], seed: int = 0, scripted: 
     return out_dir
 
 
+JUDGE_VERDICT = "[[7]]"
+
+
+def build_scripted_judge(out_dir: Path, reply: str = JUDGE_VERDICT) -> Path:
+    """A tiny Llama whose greedy reply to ANY prompt is `reply` (default JUDGE_VERDICT) then eos: a local
+    MT-bench judge with a known verdict. As in script_turn_end, layer outputs are zeroed so the next token depends only on the
+    current one; every token outside the verdict shares one embedding direction that points at the verdict's
+    first token, and the verdict's tokens chain to eos."""
+    import torch
+
+    from mos_nemo.engine.hf.tiny import tiny_hf_config, tiny_hf_model
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tok = build_tokenizer(out_dir, corpus_for_tokenizer() + [f"Rating: {JUDGE_VERDICT}"] * 50)
+    chain = [*tok(reply, add_special_tokens=False).input_ids, tok.eos_token_id]
+    assert len(set(chain)) == len(chain), "the reply's tokens must be distinct"
+    config = tiny_hf_config(
+        "llama", vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        max_position_embeddings=16384, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
+    model = tiny_hf_model(config, seed=0)
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+        embed, head = model.model.embed_tokens.weight, model.lm_head.weight
+        embed.zero_()
+        embed[:, 0] = 1.0  # direction 0: "any other token"
+        head[chain[0], 0] = 10.0
+        for k, (current, following) in enumerate(zip(chain[:-1], chain[1:]), start=1):
+            embed[current] = 0.0
+            embed[current, k] = 1.0
+            head[following, k] = 10.0
+    model.save_pretrained(out_dir)
+    return out_dir
+
+
 def _write_hf_dataset(root: Path, configs: dict[str, dict[str, list[dict]]]) -> Path:
     """Write {config: {split: rows}} as parquet shards plus the README header the hub uses."""
     from datasets import Dataset

@@ -104,7 +104,9 @@ def test_gsm8k_math_and_table4_match_hand_computation(run):
     settings = summary["lm_eval_settings"]
     assert settings["gsm8k"]["n_shot"]["gsm8k"] == 5 and settings["mmlu"]["seed"] == 1234
     assert settings["hendrycks_math"]["batch_size"] == "4" and summary["run_config"]["dtype"] == "float32"
-    assert summary["partial"] == []  # every fixture sample was evaluated
+    # every fixture sample was evaluated (no --limit), but the fixtures are subsets of the benchmarks
+    assert summary["partial_reasons"] == {"hendrycks_math": "2 of 7 subtasks", "mmlu": "4 of 57 subjects",
+                                          "mtbench": f"{len(QUESTION_IDS)} of 80 questions"}
 
 
 def test_training_run_is_exported_with_the_plain_template(run):
@@ -184,9 +186,10 @@ def test_reruns_reuse_results_and_regrade_only_missing_or_failed_pairs(run, judg
     judgments.write_text("".join(json.dumps(r) + "\n" for r in rows if (r["question_id"], r["turn"]) != (81, 2)))
     done = run_all(run["model"], out, **env)
     assert done.returncode != 0
-    assert len(error_lines(done)) == 1 and "1 failed gradings (score -1)" in error_lines(done)[0]
+    assert len(error_lines(done)) == 1 and "1 failed gradings (score -1: 1 judge verdicts without a parsable" \
+        in error_lines(done)[0]
     mt = _summary(out)["mtbench"]
-    assert mt["n_failed"] == 1 and math.isclose(mt["turn1"], 8.0)
+    assert (mt["n_failed"], mt["n_unparsable"], mt["n_judge_errors"]) == (1, 1, 0) and math.isclose(mt["turn1"], 8.0)
     # ... and the next run grades only the failed pair; the newest judgment of each pair counts.
     judge.ratings[(81, 2)] = 4
     asked = len(judge.requests)
@@ -203,12 +206,15 @@ def test_another_limit_recomputes_and_is_marked_partial(run):
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stderr.count("not reusing earlier results (made with limit None, not 1)") == 3
     summary = _summary(out)
-    assert summary["partial"] == ["gsm8k", "hendrycks_math", "mmlu"]
+    assert summary["partial"] == ["gsm8k", "hendrycks_math", "mmlu", "mtbench"]
+    assert summary["partial_reasons"]["gsm8k"] == "lm-eval --limit"
+    assert summary["partial_reasons"]["mmlu"] == "lm-eval --limit, 4 of 57 subjects"
     assert summary["mmlu"]["n"] == 4 and summary["gsm8k"]["n"] == 1  # one sample per task
     md = (out / "summary.md").read_text()
-    assert "†" in md and "partial (--limit)" in md
+    assert "†" in md and "partial (lm-eval --limit)" in md
     # back to the full settings: the limited results are not taken for full ones
     done = run_all(run["model"], out, **env)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stderr.count("not reusing earlier results (made with limit 1") == 3
-    assert _summary(out)["table1"] == full["table1"] and _summary(out)["partial"] == []
+    assert _summary(out)["table1"] == full["table1"] and _summary(out)["partial"] == full["partial"]
+    assert "gsm8k" not in full["partial"]

@@ -52,15 +52,18 @@ def _judgment(qid, turn, score, tstamp, model="m"):
 
 def test_judgments_newest_wins_failures_and_gaps_counted(tmp_path):
     rows = [_judgment(81, 1, 3, 1.0), _judgment(81, 1, 5, 2.0), _judgment(81, 2, -1, 1.0),
-            _judgment(82, 1, 8, 1.0), _judgment(82, 2, 10, 1.0, model="other")]  # fmt: skip
+            _judgment(82, 1, 8, 1.0), _judgment(82, 2, 10, 1.0, model="other"),
+            {**_judgment(83, 1, -1, 1.0), "judgment": "$ERROR$"}, _judgment(83, 2, -1, 1.0)]  # fmt: skip
     path = tmp_path / "gpt-4_single.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    questions = [{"question_id": 81, "turns": ["a", "b"]}, {"question_id": 82, "turns": ["c", "d"]}]
+    questions = [{"question_id": 81, "turns": ["a", "b"]}, {"question_id": 82, "turns": ["c", "d"]},
+                 {"question_id": 83, "turns": ["e", "f"]}]
     scores = score_judgments(path, "m", questions)
     assert scores.turn1 == pytest.approx((5 + 8) / 2) and math.isnan(scores.turn2)
-    assert (scores.n_graded, scores.n_failed, scores.n_duplicates_dropped) == (2, 1, 1)
+    assert (scores.n_graded, scores.n_failed, scores.n_duplicates_dropped) == (2, 3, 1)
+    assert (scores.n_unparsable, scores.n_judge_errors) == (2, 1)  # a verdict without [[rating]] vs a failed call
     assert scores.missing == ["question 82 turn 2"]
-    with pytest.raises(MosDataError, match="1 gradings failed"):
+    with pytest.raises(MosDataError, match="3 gradings failed .score -1.: 2 judge verdicts without a parsable"):
         check_complete(scores, path)
 
 
@@ -76,6 +79,15 @@ def _write_results(out: Path, bench: str, tasks: dict[str, tuple[str, float, int
     (folder / "results_2026-01-01T00-00-00.json").write_text(json.dumps(results))
 
 
+def _write_gsm8k(out: Path, strict: float, flexible: float, n: int) -> None:
+    """GSM8K results with both of lm-eval's filters (strict-match and flexible-extract)."""
+    _write_results(out, "gsm8k", {"gsm8k": ("exact_match,strict-match", strict, n)})
+    path = next((out / "lm_eval" / "gsm8k" / "model").glob("results_*.json"))
+    data = json.loads(path.read_text())
+    data["results"]["gsm8k"]["exact_match,flexible-extract"] = flexible
+    path.write_text(json.dumps(data))
+
+
 def test_summary_numbers_match_hand_computation(tmp_path):
     out = tmp_path / "run"
     _write_results(out, "mmlu", {
@@ -84,11 +96,7 @@ def test_summary_numbers_match_hand_computation(tmp_path):
         "mmlu_anatomy": ("acc,none", 0.25, 8),
         "mmlu_astronomy": ("acc,none", 1.0, 2),
     })  # fmt: skip
-    _write_results(out, "gsm8k", {"gsm8k": ("exact_match,strict-match", 0.4, 10)})
-    gsm = next((out / "lm_eval" / "gsm8k" / "model").glob("results_*.json"))
-    data = json.loads(gsm.read_text())
-    data["results"]["gsm8k"]["exact_match,flexible-extract"] = 0.6
-    gsm.write_text(json.dumps(data))
+    _write_gsm8k(out, strict=0.4, flexible=0.6, n=10)
     _write_results(out, "hendrycks_math", {"hendrycks_math_algebra": ("exact_match,none", 0.3, 10),
                                            "hendrycks_math_geometry": ("exact_match,none", 0.0, 5)})  # fmt: skip
     bench = out / "mtbench" / "data" / "mt_bench"
@@ -216,4 +224,4 @@ def test_any_lm_eval_task_is_reported_with_its_main_metric(tmp_path):
     from mos_nemo.evaluation.tables import render_run
 
     md = render_run(summary)
-    assert "| ifeval (`prompt_level_strict_acc,none` %) | 25.00 ± 5.00 | 8 | partial (--limit) |" in md
+    assert "| ifeval (`prompt_level_strict_acc,none` %) | 25.00 ± 5.00 | 8 | partial (lm-eval --limit) |" in md

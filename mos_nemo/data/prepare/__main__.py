@@ -17,7 +17,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m mos_nemo.data.prepare", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
-    paper = commands.add_parser("paper", help="the paper's four training sets, a random 10% of each")
+    paper = commands.add_parser("paper", help="the paper's four training sets, a random 10%% of each")
     paper.add_argument("--out", required=True, help="output folder (NAME.jsonl, full/, manifest.json, stats.md)")
     paper.add_argument("--seed", type=int, default=1234, help="seed of every random draw")
     paper.add_argument("--fraction", type=float, default=0.1, help="fraction of each dataset kept (paper: 0.1)")
@@ -45,9 +45,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "paper":
             from mos_nemo.data.prepare.paper import prepare_paper
 
-            prepare_paper(args.out, seed=args.seed, fraction=args.fraction, per_subset=args.p3_per_subset,
-                          source_root=args.source_root, progress=not args.no_progress)
+            manifest = prepare_paper(args.out, seed=args.seed, fraction=args.fraction, per_subset=args.p3_per_subset,
+                                     source_root=args.source_root, progress=not args.no_progress)
             print((Path(args.out) / "stats.md").read_text(), end="")
+            for name, entry in manifest["datasets"].items():
+                why = f" (first: {entry['first_dropped']})" if entry.get("first_dropped") else ""
+                print(f"{name}: kept {entry['kept']} of {entry['read']} records, dropped {entry['dropped']}{why}; "
+                      f"{entry['examples']} in the {args.fraction:g} sample")
             print(f"wrote {args.out}/{{math,medicine,general,nlp}}.jsonl and {args.out}/manifest.json")
         else:
             from mos_nemo.data.prepare.ifd import prepare_ifd

@@ -7,7 +7,11 @@ On-disk layout (the training checkpoints of ``engine/training/checkpoint.py`` ma
       model/            megatron dist_checkpointing (torch_dist) of ``model.sharded_state_dict()``;
                         any TP/PP layout loads it (the sharded format reshards on load)
       hf_config.json    the HF config of the model (``PretrainedConfig.to_json_file``)
-      tokenizer/        the tokenizer files of the source HF folder (tokenizer.json, chat template, ...)
+      tokenizer/        the tokenizer files of the source HF folder (tokenizer.json, chat template, ...),
+                        absent when that folder has none (weights and config only)
+
+Training checkpoints (``engine/training/checkpoint.py``) carry ``hf_config.json`` and ``tokenizer/`` too
+(``write_model_description``), so every checkpoint exports without naming the folder it was trained from.
 
 The sharded keys are those of megatron's TE spec (the local spec maps its norms onto them), so a
 checkpoint written without Transformer Engine loads with it and vice versa.
@@ -22,7 +26,7 @@ import torch
 import torch.distributed as dist
 import transformers
 
-from mos_nemo.engine.hf.weights import copy_tokenizer_files
+from mos_nemo.engine.hf.weights import copy_tokenizer_files, has_tokenizer_files
 from mos_nemo.errors import MosCheckpointError
 
 from megatron.core import dist_checkpointing
@@ -37,13 +41,19 @@ def save_mcore_checkpoint(model, hf_config, ckpt_dir, tokenizer_dir=None) -> Non
     ckpt = Path(ckpt_dir)
     if dist.get_rank() == 0:
         (ckpt / MODEL_DIR).mkdir(parents=True, exist_ok=True)
-        hf_config.to_json_file(str(ckpt / HF_CONFIG_FILE))
-        if tokenizer_dir is not None:
-            (ckpt / TOKENIZER_DIR).mkdir(exist_ok=True)
-            copy_tokenizer_files(tokenizer_dir, ckpt / TOKENIZER_DIR)
+        write_model_description(ckpt, hf_config, tokenizer_dir)
     dist.barrier()
     dist_checkpointing.save(model.sharded_state_dict(), str(ckpt / MODEL_DIR))
     dist.barrier()
+
+
+def write_model_description(folder, hf_config, tokenizer_dir=None) -> None:
+    """``hf_config.json`` and (when ``tokenizer_dir`` has a tokenizer) ``tokenizer/`` in ``folder`` (rank 0)."""
+    folder = Path(folder)
+    hf_config.to_json_file(str(folder / HF_CONFIG_FILE))
+    if tokenizer_dir is not None and has_tokenizer_files(tokenizer_dir):
+        (folder / TOKENIZER_DIR).mkdir(exist_ok=True)
+        copy_tokenizer_files(tokenizer_dir, folder / TOKENIZER_DIR)
 
 
 def load_checkpoint_hf_config(ckpt_dir) -> transformers.PretrainedConfig:
@@ -59,9 +69,10 @@ def load_checkpoint_hf_config(ckpt_dir) -> transformers.PretrainedConfig:
 
 
 def checkpoint_tokenizer_dir(ckpt_dir) -> Path | None:
-    """The checkpoint's tokenizer folder, or None when it was written without one."""
+    """The checkpoint's tokenizer folder, or None when it was written without one (or it is empty: imports
+    of tokenizer-less folders written before it was left out)."""
     folder = Path(ckpt_dir) / TOKENIZER_DIR
-    return folder if folder.is_dir() else None
+    return folder if folder.is_dir() and has_tokenizer_files(folder) else None
 
 
 @torch.no_grad()

@@ -221,6 +221,11 @@ def gather_hf_state_dict(model, hf_config) -> dict[str, torch.Tensor] | None:
     return {name: tensor for part in stages for name, tensor in part.items()}
 
 
+def has_tokenizer_files(folder) -> bool:
+    """Whether ``folder`` holds a tokenizer (not only the generation config that weights-only folders carry)."""
+    return any((Path(folder) / name).is_file() for name in TOKENIZER_FILES if name != "generation_config.json")
+
+
 def copy_tokenizer_files(src_dir, out_dir) -> list[str]:
     """Copy the tokenizer (and generation config) files found in ``src_dir``; returns their names."""
     copied = []

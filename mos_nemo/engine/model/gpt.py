@@ -41,12 +41,13 @@ _ACTIVATIONS = {"silu": F.silu, "gelu_pytorch_tanh": partial(F.gelu, approximate
 _ROPE_TYPES = ("default", "linear", "llama3")
 
 
-def load_hf_config(hf_path_or_dir) -> transformers.PretrainedConfig:
-    """The HF config of a local model folder; MosConfigError naming ``model.hf_path`` if it is missing."""
+def load_hf_config(hf_path_or_dir, key: str = "model.hf_path") -> transformers.PretrainedConfig:
+    """The HF config of a local model folder; MosConfigError naming ``key`` (the config key or command-line
+    flag the folder came from) if it is missing."""
     folder = Path(hf_path_or_dir)
     if not (folder / "config.json").is_file():
         raise MosConfigError(
-            f"model.hf_path={str(hf_path_or_dir)!r}: no config.json there. Point model.hf_path at a local "
+            f"{key}={str(hf_path_or_dir)!r}: no config.json there. Point {key} at a local "
             "HF model folder (config.json + *.safetensors); the HF hub is not used."
         )
     return transformers.AutoConfig.from_pretrained(folder)

@@ -5,9 +5,11 @@ optimizer, schedule and the reward hook. Each function builds one thing; ``loop.
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import os
 import shutil
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Optional
@@ -26,6 +28,8 @@ from mos_nemo.errors import MosConfigError
 from mos_nemo.mixing import build_mixer, temperature_prior
 
 from megatron.core.tensor_parallel import model_parallel_cuda_manual_seed  # noqa: E402  (after model's filter)
+
+log = logging.getLogger(__name__)
 
 
 def rank_zero_first(parallel: ParallelState):
@@ -172,11 +176,16 @@ def build_training_model(config: MosConfig, hf_config, hf_folder: Optional[Path]
     model_parallel_cuda_manual_seed(config.run.seed, inference_rng_tracker=not torch.cuda.is_available(),
                                     force_reset_rng=True)
     sequence_parallel = config.parallel.sequence_parallel and parallel.tp > 1 and torch.cuda.is_available()
+    started = time.perf_counter()
+    log.info("building the model: %s, %d layers, hidden %d, tp=%d pp=%d, %s%s", hf_config.model_type,
+             hf_config.num_hidden_layers, hf_config.hidden_size, parallel.tp, parallel.pp,
+             params_dtype(config.model.dtype), f"; reading the weights of {hf_folder}" if hf_folder else "")
     model = build_model(hf_config, params_dtype=params_dtype(config.model.dtype), sequence_parallel=sequence_parallel)
     if hf_folder is not None:
         from mos_nemo.engine.hf.weights import load_hf_weights
 
         load_hf_weights(model, hf_folder, hf_config)
+    log.info("model ready (%.1fs)", time.perf_counter() - started)
     if torch.cuda.is_available():
         model.cuda()
     return model

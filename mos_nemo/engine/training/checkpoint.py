@@ -5,6 +5,7 @@ Layout of ``run.dir/checkpoints/``::
     step_0000010/            model + optimizer shards (torch_dist), written by every rank
         trainer_state.pt     step, LR schedule, blend state, mixing state (rank 0)
         config.yaml          the resolved config the checkpoint was trained with (rank 0)
+        hf_config.json, tokenizer/   the model's HF config and tokenizer, so `convert export` needs nothing else
         rng/rank_00000.pt    each rank's RNG states (python, numpy, torch, megatron's tracker)
         manifest.json        size and CRC-32 of every file above, checked at load
         meta.json            step, layout and optimizer format; written last
@@ -125,8 +126,12 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 def save_checkpoint(run_dir: str | Path, step: int, model: list, optimizer, trainer_state: dict[str, Any],
                     parallel: ParallelState, keep: int = 0, sharding: str = RESHARDABLE,
-                    checksums: bool = True, config_yaml: Optional[str] = None) -> Path:
-    """Write checkpoint ``step`` atomically (collective: every rank calls it); return its folder."""
+                    checksums: bool = True, config_yaml: Optional[str] = None, hf_config=None,
+                    tokenizer_dir=None) -> Path:
+    """Write checkpoint ``step`` atomically (collective: every rank calls it); return its folder.
+
+    ``hf_config`` and ``tokenizer_dir``: what an export of this checkpoint needs (model_checkpoint.py's layout).
+    """
     started = time.perf_counter()
     root = checkpoints_dir(run_dir)
     final = root / f"step_{step:07d}"
@@ -150,6 +155,10 @@ def save_checkpoint(run_dir: str | Path, step: int, model: list, optimizer, trai
             torch.save(trainer_state, partial / "trainer_state.pt")
             if config_yaml is not None:
                 (partial / "config.yaml").write_text(config_yaml)
+            if hf_config is not None:
+                from mos_nemo.engine.hf.model_checkpoint import write_model_description
+
+                write_model_description(partial, hf_config, tokenizer_dir)
     except (Exception, CheckpointException) as error:  # noqa: BLE001 - said and cleaned up on every rank
         failure = error
     agree_save_ok(failure, root, step, parallel)

@@ -39,7 +39,7 @@ from mos_nemo.engine.training.deadline import Deadline
 from mos_nemo.engine.training.run_state import RunState
 from mos_nemo.engine.training.save_queue import start_save_queue, stop_save_queue
 from mos_nemo.engine.training.step import synchronize_params, train_step, wrap_for_training
-from mos_nemo.logs import RunLogger
+from mos_nemo.logs import RunLogger, format_weights
 
 log = logging.getLogger(__name__)
 
@@ -130,10 +130,13 @@ class Trainer:
         synchronize_params(self.model)  # the overlapped param all-gather must land before the save reads them
         checkpoint = self.config.checkpoint
         started = time.perf_counter()
+        sharding = sharding_format(checkpoint.format, final)
+        self.logger.print(f"saving checkpoint step {self.step} ({'final, ' if final else ''}{sharding}) ...")
         folder = save_checkpoint(self.config.run.dir, self.step, self.model, self.optimizer, trainer_state,
                                  self.parallel, keep=checkpoint.keep,
                                  sharding=sharding_format(checkpoint.format, final), checksums=not signalled,
-                                 config_yaml=to_yaml(self.config))
+                                 config_yaml=to_yaml(self.config), hf_config=self.hf_config,
+                                 tokenizer_dir=self.tokenizer_dir)
         seconds = time.perf_counter() - started
         self.state.saved(self.step, folder, seconds)
         self.logger.print(f"saved checkpoint {folder} ({seconds:.1f}s)")
@@ -159,7 +162,7 @@ class Trainer:
         if update.skipped:
             self.logger.print(f"step {self.step}: mixing update skipped (non-finite reward); weights kept")
         else:
-            shown = " ".join(f"{name}={p:.4f}" for name, p in self._weights().items())
+            shown = format_weights(self._weights())
             mixing = self.config.mixing
             what = f"MoS update ({mixing.reward}, " if mixing.strategy == "mos" else f"{mixing.strategy} update ("
             self.logger.print(f"step {self.step}: {what}{update.seconds:.2f}s) -> weights {shown}")
@@ -311,6 +314,7 @@ class Trainer:
         from mos_nemo.engine.hf.weights import export_hf
 
         out = Path(self.config.run.dir) / "hf"
+        self.logger.print(f"exporting the fine-tuned model as a Hugging Face folder to {out} ...")
         synchronize_params(self.model)
         export_hf(self.model[0].module, self.hf_config, out, tokenizer_dir=self.tokenizer_dir)
         self.logger.print(f"exported the fine-tuned model as a Hugging Face folder: {out}")

@@ -128,6 +128,8 @@ class MixingHook:
             reward_example_ids(len(ds), min(self.reference_pool, len(ds)), self.seed, _POOL_STEP, i)
             for i, ds in enumerate(self.datasets)
         ]
+        logger.info("MoS: scoring the theta0 reference pool for Diff (%d examples, once; kept in checkpoints) ...",
+                    sum(len(p) for p in ids))
         scored = self._score(model, gather_examples(self.datasets, ids), with_embeddings=False)
         self.pool_ids = ids
         self.pool_nll = [scored.nll[i, : len(pool)].clone() for i, pool in enumerate(ids)]

@@ -1,4 +1,5 @@
-"""README 'Config keys' lists every key of the schema with the schema's default (the schema is the truth)."""
+"""docs/configuration.md 'Config keys' (the README's reference for every key) lists every key of the schema with
+the schema's default (the schema is the truth)."""
 
 import math
 import re
@@ -9,7 +10,8 @@ from pathlib import Path
 
 from mos_nemo.config import MosConfig
 
-README = Path(__file__).resolve().parents[3] / "README.md"
+ROOT = Path(__file__).resolve().parents[3]
+README = ROOT / "docs" / "configuration.md"
 
 
 def schema_defaults(cls=MosConfig, prefix: str = "") -> dict[str, object]:
@@ -70,6 +72,10 @@ def test_readme_documents_every_key_with_the_schema_default():
     assert sorted(set(documented) - set(schema)) == [], "README documents keys the schema does not have"
     wrong = {key: (documented[key], schema[key]) for key in schema if documented[key] != schema[key]}
     assert wrong == {}, "README default vs schema default"
+
+
+def test_the_readme_links_the_table():
+    assert "docs/configuration.md" in (ROOT / "README.md").read_text()
 
 
 def test_the_parser_sees_a_changed_default():

@@ -32,3 +32,27 @@ def test_full_folder_loads_without_quantisation_and_answers_sensibly():
         output = model.generate(**prompt, max_new_tokens=12, do_sample=False)
     answer = tokenizer.decode(output[0, prompt["input_ids"].shape[1]:])
     assert "Paris" in answer  # the dequantised weights still carry the instruct model's knowledge
+
+
+def test_cache_folders_are_readable_by_others(tmp_path):
+    """A shared cache (e.g. MOS_NEMO_CACHE on a group filesystem) must not come out 0700 from mkdtemp."""
+    import os
+    import stat
+
+    from mos_nemo.data import load_sft_datasets
+    from mos_nemo.data.spec import DatasetConfig
+
+    old = os.umask(0o022)
+    try:
+        folder = smollm2_dir(tmp_path, with_weights=False)  # built through a temporary folder, then renamed
+        source = tmp_path / "tiny.jsonl"
+        source.write_text('{"instruction": "Add 1 and 2.", "output": "3"}\n')
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        load_sft_datasets([DatasetConfig(name="tiny", source=str(source))], tokenizer, 64, tmp_path / "datasets")
+    finally:
+        os.umask(old)
+    (cached,) = (tmp_path / "datasets").iterdir()
+    for path in (folder, cached):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o755, (path, oct(path.stat().st_mode))

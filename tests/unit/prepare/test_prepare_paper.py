@@ -60,6 +60,15 @@ def test_counts_are_exact(prepared):
     assert manifest["filters"] and manifest["fraction"] == 0.1 and manifest["per_subset"] == 1000
 
 
+def test_dropped_counts_are_on_the_console(prepared):
+    out, stdout = prepared
+    manifest = json.loads((out / "manifest.json").read_text())
+    for name in NAMES:
+        entry = manifest["datasets"][name]
+        assert f"{name}: kept {entry['kept']} of {entry['read']} records, dropped {entry['dropped']}" in stdout
+    assert "math: kept" in stdout and "dropped 2 (first: " in stdout
+
+
 def test_p3_takes_1k_random_train_rows_per_subset(prepared):
     out, _ = prepared
     prompts = [r["messages"][0]["content"] for r in _lines(out / "full" / "nlp.jsonl")]
