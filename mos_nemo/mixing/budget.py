@@ -1,0 +1,99 @@
+"""``mixing.reward_budget``: a fixed number of scored examples per MoS update, whatever the number of datasets.
+
+The paper scores L examples of every dataset at every update, N x L examples (Algorithm 1, line 7). With a
+budget B (examples per update) the update scores K = floor(B / L) datasets, each with the paper's full L
+examples, in rotation (docs/algorithm.md, "A reward budget for many datasets"):
+
+- a fixed permutation of the datasets, keyed on (seed, "reward_rotation"), is walked K at a time, so each
+  available dataset is scored once every ceil(N_available / K) updates;
+- the first update (nothing known yet) scores every dataset once, a one-off N x L pass;
+- Diff: a dataset that is not scored keeps its smoothed reward (the controller's ``scored`` mask);
+- CosSim: Eq. 8 needs every dataset's pooled embedding z_n, so the latest z_n of each dataset is kept and
+  Eq. 8 is evaluated on that table at every update; the scored datasets' rows are fresh.
+
+Each scored dataset still uses L examples, so every reward it enters has the distribution of the paper's
+(no small-L bias in CosSim's cosine of means); what the budget costs is freshness: a dataset's
+information is up to ceil(N / K) - 1 updates old, and there are K / N as many independent reward draws
+per update.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from mos_nemo.data.rng import keyed_generator
+from mos_nemo.errors import MosConfigError
+
+
+def datasets_per_update(budget: int | None, reward_batch: int, num_datasets: int) -> int:
+    """K: datasets scored per update (all of them when ``budget`` is None, the paper)."""
+    if budget is None:
+        return num_datasets
+    if isinstance(budget, bool) or not isinstance(budget, int) or budget < reward_batch:
+        raise MosConfigError(f"mixing.reward_budget = {budget!r}: must be an integer >= mixing.reward_batch "
+                             f"(L = {reward_batch}), since every scored dataset gets its L examples; lower "
+                             f"mixing.reward_batch or raise the budget, or null for the paper (N x L)")
+    return min(num_datasets, budget // reward_batch)
+
+
+def reference_pool_per_dataset(reference_pool: int, reward_batch: int, num_datasets: int, per_update: int) -> int:
+    """Examples per dataset in Diff's theta0 pool (``mixing.reference: pool``), scored once before step 1.
+
+    Without a budget (K = N): ``reference_pool``, the paper-sized pool of every dataset, N x reference_pool
+    examples in all. With a budget the pool is sized as if only K datasets existed: reference_pool x K / N
+    per dataset (at least L, one reward mini-batch), so its one-off cost is about reference_pool x K examples
+    whatever N: the cost of the paper's pool at N = K.
+    """
+    if per_update >= num_datasets:
+        return reference_pool
+    return max(reward_batch, math.ceil(reference_pool * per_update / num_datasets))
+
+
+class RewardRotation:
+    """Which datasets each update scores, and (CosSim) the latest pooled embedding of every dataset."""
+
+    def __init__(self, num_datasets: int, per_update: int, seed: int):
+        self.num_datasets, self.per_update = num_datasets, per_update
+        self.order = torch.randperm(num_datasets, generator=keyed_generator(seed, "reward_rotation"))  # [N]
+        self.embeddings: torch.Tensor | None = None  # [N, H] float64, the latest z_n of each dataset
+        self.scored_once = False
+
+    @property
+    def active(self) -> bool:
+        return self.per_update < self.num_datasets
+
+    def cycle_updates(self, available: torch.Tensor) -> int:
+        """Updates between two scorings of one dataset: ceil(N_available / K)."""
+        return math.ceil(int((available > 0).sum()) / self.per_update)
+
+    def scored(self, update: int, available: torch.Tensor) -> torch.Tensor:
+        """[N] bool: the datasets update number ``update`` (1, 2, ...) scores. All of them at the first update
+        of the run, or without a budget; otherwise the next K available datasets of the rotation."""
+        everything = available > 0
+        if not self.active or not self.scored_once:
+            return everything
+        candidates = [int(i) for i in self.order if everything[int(i)]]
+        start = (update * self.per_update) % len(candidates)
+        picked = [candidates[(start + k) % len(candidates)] for k in range(min(self.per_update, len(candidates)))]
+        mask = torch.zeros(self.num_datasets, dtype=torch.bool)
+        mask[picked] = True
+        return mask
+
+    def merge_embeddings(self, fresh: torch.Tensor, scored: torch.Tensor) -> torch.Tensor:
+        """The table z [N, H] Eq. 8 is evaluated on: ``fresh`` rows where ``scored``, the kept ones elsewhere."""
+        table = fresh.clone() if self.embeddings is None else torch.where(scored[:, None], fresh, self.embeddings)
+        self.embeddings = table.clone()
+        return table
+
+    def state_dict(self) -> dict:
+        return {"embeddings": self.embeddings, "scored_once": self.scored_once, "per_update": self.per_update}
+
+    def load_state_dict(self, state: dict | None) -> None:
+        if state is None:  # a checkpoint from before the budget existed: the next update scores everything
+            return
+        if state["per_update"] != self.per_update:
+            raise MosConfigError(f"the checkpoint scored {state['per_update']} datasets per update, this run "
+                                 f"{self.per_update}: resume with the same mixing.reward_budget and reward_batch")
+        self.embeddings, self.scored_once = state["embeddings"], state["scored_once"]
