@@ -105,7 +105,9 @@ class MixingConfig:
     reward_batch: Optional[int] = None  # L: examples per dataset per reward mini-batch; null: 64 cossim, 16 diff
     target: Optional[str] = None  # MoSpec (Section 6): name of the target dataset, or null
     reference: Reference = Reference.pool  # diff reward's theta0: pool (scored once at start) | live (frozen copy)
-    reference_pool: int = 1024  # examples per dataset in the fixed reward pool (reference: pool)
+    reference_pool: int = 1024  # examples per dataset in the fixed reward pool (reference: pool; shrinks with a budget)
+    reward_budget: Optional[int] = None  # examples scored per update, whatever N: budget // L datasets in rotation; null: N x L
+    reward_pack: bool = True  # pack reward examples into rows (segment-aware attention, exact) | false: one per row
     scorer: Scorer = Scorer.logits  # psi: logits (N logits, the authors' code) | mlp (2-layer MLP, paper Section 3.1)
     scorer_lr: Optional[float] = None  # Adam lr of psi; null: 1e-4 logits, 5e-6 mlp (same movement per update)
     inner_steps: int = 200  # Adam steps on psi per mixing update (Eq. 6)

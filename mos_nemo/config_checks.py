@@ -74,6 +74,7 @@ BOUNDS = {
     "mixing.update_every": AT_LEAST_1,
     "mixing.reward_batch": AT_LEAST_1,
     "mixing.reference_pool": AT_LEAST_1,
+    "mixing.reward_budget": AT_LEAST_1,
     "mixing.scorer_lr": POSITIVE,
     "mixing.inner_steps": AT_LEAST_1,
     "mixing.hidden": AT_LEAST_1,

@@ -69,12 +69,12 @@ class RewardRotation:
         return math.ceil(int((available > 0).sum()) / self.per_update)
 
     def scored(self, update: int, available: torch.Tensor) -> torch.Tensor:
-        """[N] bool: the datasets update number ``update`` (1, 2, ...) scores. All of them at the first update
-        of the run, or without a budget; otherwise the next K available datasets of the rotation."""
-        everything = available > 0
+        """[N] bool: the datasets update number ``update`` (1, 2, ...) scores. All of them (excluded ones too,
+        whose z_n CosSim's Eq. 8 still averages over) at the first update of the run, or without a budget;
+        otherwise the next K available datasets of the rotation."""
         if not self.active or not self.scored_once:
-            return everything
-        candidates = [int(i) for i in self.order if everything[int(i)]]
+            return torch.ones(self.num_datasets, dtype=torch.bool)
+        candidates = [int(i) for i in self.order if available[int(i)] > 0]
         start = (update * self.per_update) % len(candidates)
         picked = [candidates[(start + k) % len(candidates)] for k in range(min(self.per_update, len(candidates)))]
         mask = torch.zeros(self.num_datasets, dtype=torch.bool)

@@ -107,16 +107,22 @@ class MixtureOfSkills:
             p = (1.0 - int(available.sum()) * self.p_min) * p + floor
         return p
 
-    def update(self, raw_rewards: Sequence[float] | torch.Tensor) -> torch.Tensor:
+    def update(self, raw_rewards: Sequence[float] | torch.Tensor, scored: torch.Tensor | None = None) -> torch.Tensor:
         """One scorer update (Algorithm 1, lines 7-11): EMA (Eq. 11), then REINFORCE (Eq. 6).
 
-        Rewards of excluded datasets are ignored (they may be NaN). If any available dataset's reward is
-        not finite, the update is skipped, p is kept and a warning is logged. Returns the new p [N].
+        Rewards of excluded datasets are ignored (they may be NaN). ``scored`` [N] bool (``mixing.reward_budget``):
+        only these datasets were scored; the others keep their smoothed reward exactly and their raw reward
+        is ignored. If any available scored dataset's reward is not finite, the update is skipped, p is kept
+        and a warning is logged. Returns the new p [N].
         """
         raw = torch.as_tensor(raw_rewards, dtype=torch.float64).clone()
         if raw.shape != self.sizes.shape:
             raise MosValueError(f"raw_rewards has shape {tuple(raw.shape)}: expected [{self.sizes.numel()}], one per dataset")
         available = self.availability > 0
+        if scored is not None:
+            if self.rewards is None and not bool(scored[available].all()):
+                raise MosValueError("the first MoS update must score every available dataset (no reward to carry yet)")
+            raw = torch.where(scored, raw, self.rewards if self.rewards is not None else raw)
         if not bool(torch.isfinite(raw[available]).all()):
             self.num_skipped += 1
             logger.warning("MoS update skipped: non-finite reward %s; keeping p = %s", self._by_name(raw), self._by_name(self._probabilities))
@@ -128,6 +134,8 @@ class MixtureOfSkills:
         raw = torch.where(available, raw, previous if previous is not None else torch.zeros_like(raw))
         self.rewards_raw = raw
         self.rewards = smooth_rewards(raw, previous, self.ema_beta)
+        if scored is not None and previous is not None:  # not scored this update: the smoothed reward stays
+            self.rewards = torch.where(scored, self.rewards, previous)
         reinforce_step(self.scorer, self.optimizer, self.availability, self.rewards, self.inner_steps)
         self.num_updates += 1
         self._probabilities = self._compute_probabilities()

@@ -1,6 +1,7 @@
 """MoS in the loop under parallelism: `mixing.strategy=mos`, for CosSim and Diff, at (TP, PP, DP) = (1,1,1),
-(2,1,1), (1,2,1), (1,1,2) over gloo. Rewards and new weights in mixture.jsonl must agree within 1e-5 across
-the four layouts, and with the golden values in tests/integration/golden/tiny_cpu.json within 1e-4.
+(2,1,1), (1,2,1), (1,1,2) over gloo, reward examples packed into rows (the default), and at (1,1,1) with one
+example per row (`mixing.reward_pack=false`). Rewards and new weights in mixture.jsonl must agree within 1e-5
+across the five, and with the golden values in tests/integration/golden/tiny_cpu.json within 1e-4.
 
 The three two-process layouts of both rewards train one after the other in one process group (one start-up
 instead of six torchrun launches); the entry point itself is covered by test_train_parallel.py.
@@ -13,7 +14,8 @@ from tests.distributed import train_in_one_group
 from tests.integration.golden import load_golden
 
 REWARDS = ("cossim", "diff")
-LAYOUTS = {"tp1": (1, []), "tp2": (2, ["parallel.tp=2"]), "pp2": (2, ["parallel.pp=2"]), "dp2": (2, [])}
+LAYOUTS = {"tp1": (1, []), "tp2": (2, ["parallel.tp=2"]), "pp2": (2, ["parallel.pp=2"]), "dp2": (2, []),
+           "tp1_padded_rows": (1, ["mixing.reward_pack=false"])}
 MOS = ["mixing.strategy=mos", "mixing.reward_batch=4", "mixing.reference_pool=16", "mixing.update_every=3",
        "train.max_steps=6", "checkpoint.every=0", "checkpoint.save_final=false"]
 

@@ -199,7 +199,7 @@ def build_reward_hook(config: MosConfig, datasets: list[TokenizedDataset], model
                           ema_init=mixing.ema_init)
     setup = ScoringSetup(parallel=parallel, micro_batch_size=config.train.micro_batch_size,
                          seq_length=reward_width(datasets, config.train.seq_length), pad_id=pad_id,
-                         hidden_size=model_config.hidden_size)
+                         hidden_size=model_config.hidden_size, pack=mixing.reward_pack)
     reference_model = None
     if mixing.reward == Reward.diff and mixing.reference == Reference.live:
         reference_model = build_training_model(config, model_config, hf_folder, parallel).eval()
@@ -209,4 +209,5 @@ def build_reward_hook(config: MosConfig, datasets: list[TokenizedDataset], model
                          update_every=mixing.update_every, seed=config.run.seed,
                          target=names.index(mixing.target) if mixing.target else None,
                          reference=mixing.reference, reference_pool=mixing.reference_pool,
-                         reference_model=reference_model, diff_tokens=mixing.diff_tokens)
+                         reference_model=reference_model, diff_tokens=mixing.diff_tokens,
+                         reward_budget=mixing.reward_budget)

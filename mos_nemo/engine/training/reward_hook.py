@@ -30,6 +30,7 @@ from mos_nemo.engine.parallel import ParallelState
 from mos_nemo.engine.training.reward_pass import RewardRows, gather_examples, pooled_dataset_embeddings, score_examples
 from mos_nemo.errors import MosConfigError
 from mos_nemo.mixing import MixtureOfSkills, cossim_reward, diff_reward
+from mos_nemo.mixing.budget import RewardRotation, datasets_per_update, reference_pool_per_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ class ScoringSetup:
     seq_length: int
     pad_id: int
     hidden_size: int
+    pack: bool = True  # mixing.reward_pack: examples packed into rows (segment-aware attention)
 
 
 class MosRewardHook:
@@ -79,6 +81,7 @@ class MosRewardHook:
         reference_pool: int = 1024,
         reference_model: torch.nn.Module | None = None,
         diff_tokens: str = "response",
+        reward_budget: int | None = None,
     ):
         if reward not in Reward.values():
             raise MosConfigError(f"mixing.reward = {reward!r}: choose one of {Reward.values()}")
@@ -98,6 +101,10 @@ class MosRewardHook:
         self.diff_tokens = diff_tokens
         self.pool_ids: list[torch.Tensor] | None = None  # per dataset, example ids of the reference pool
         self.pool_nll: list[torch.Tensor] | None = None  # per dataset, theta0's NLL of each pool example
+        # mixing.reward_budget: K datasets per update in rotation (all N without a budget); mixing/budget.py
+        self.rotation = RewardRotation(len(self.datasets), datasets_per_update(reward_budget, reward_batch,
+                                                                               len(self.datasets)), seed)
+        self.scored: torch.Tensor | None = None  # [N] bool, the datasets the latest reward pass scored
 
     @property
     def uses_pool(self) -> bool:
@@ -113,10 +120,10 @@ class MosRewardHook:
         if not self.uses_pool or self.pool_ids is not None:
             return
         started = time.perf_counter()
-        ids = [
-            reward_example_ids(len(ds), min(self.reference_pool, len(ds)), self.seed, _POOL_STEP, i)
-            for i, ds in enumerate(self.datasets)
-        ]
+        size = reference_pool_per_dataset(self.reference_pool, self.reward_batch, len(self.datasets),
+                                          self.rotation.per_update)
+        ids = [reward_example_ids(len(ds), min(size, len(ds)), self.seed, _POOL_STEP, i)
+               for i, ds in enumerate(self.datasets)]
         scored = self._score(model, gather_examples(self.datasets, ids), with_embeddings=False)
         self.pool_ids = ids
         self.pool_nll = [scored.nll[i, : len(pool)].clone() for i, pool in enumerate(ids)]
@@ -125,45 +132,60 @@ class MosRewardHook:
 
     # ---- rewards --------------------------------------------------------------------------------
     def compute_raw_rewards(self, model: torch.nn.Module, step: int) -> torch.Tensor:
-        """Raw rewards R'(i) [N] float64 of the current model on step ``step``'s reward mini-batches."""
+        """Raw rewards R'(i) [N] float64 of the current model on step ``step``'s reward mini-batches; with a
+        reward budget, of the datasets in ``self.scored`` only (NaN elsewhere for Diff; see mixing/budget.py)."""
+        self.scored = self.rotation.scored(step // self.update_every, self.mos.availability)
         source = self.reference if self.reward == Reward.diff else None  # theta0 matters to Diff only
         return _REWARDS[self.reward, source](self, model, step)
 
     def _draw_rows(self, step: int) -> RewardRows:
         ids = [
-            reward_example_ids(len(ds), self.reward_batch, self.seed, step, i)
+            reward_example_ids(len(ds), self.reward_batch if self.scored[i] else 0, self.seed, step, i)
             for i, ds in enumerate(self.datasets)
         ]
         return gather_examples(self.datasets, ids)
 
     def _cossim(self, model: torch.nn.Module, step: int) -> torch.Tensor:
         scored = self._score(model, self._draw_rows(step), with_embeddings=True)
-        return cossim_reward(pooled_dataset_embeddings(scored), target=self.target)
+        z = self.rotation.merge_embeddings(pooled_dataset_embeddings(scored), self.scored)  # kept z_n where unscored
+        return cossim_reward(z, target=self.target)
 
     def _diff_live(self, model: torch.nn.Module, step: int) -> torch.Tensor:
         rows = self._draw_rows(step)
         scored = self._score(model, rows, with_embeddings=False)
         reference = self._score(self.reference_model, rows, with_embeddings=False)
-        return diff_reward(scored.nll, reference.nll, target=self.target, mask=scored.present)
+        return self._diff_of_scored(scored.nll, reference.nll, scored.present)
 
     def _diff_pool(self, model: torch.nn.Module, step: int) -> torch.Tensor:
         if self.pool_nll is None:
             raise MosConfigError("the reference pool was never scored: call prepare(model) before training")
         positions = [
-            reward_example_ids(len(pool), self.reward_batch, self.seed, step, i)
+            reward_example_ids(len(pool), self.reward_batch if self.scored[i] else 0, self.seed, step, i)
             for i, pool in enumerate(self.pool_ids)
         ]
         ids = [pool[pos] for pool, pos in zip(self.pool_ids, positions)]
         scored = self._score(model, gather_examples(self.datasets, ids), with_embeddings=False)
-        nll_ref = torch.stack([nll[pos] for nll, pos in zip(self.pool_nll, positions)])  # [N, L]
-        return diff_reward(scored.nll, nll_ref, target=self.target, mask=scored.present)
+        nll_ref = torch.zeros_like(scored.nll)  # [N, L]
+        for i, (nll, pos) in enumerate(zip(self.pool_nll, positions)):
+            nll_ref[i, : len(pos)] = nll[pos]
+        return self._diff_of_scored(scored.nll, nll_ref, scored.present)
+
+    def _diff_of_scored(self, nll: torch.Tensor, nll_ref: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+        """Eq. 10 for the scored datasets; NaN for the others (the controller keeps their smoothed reward)."""
+        rows = self.scored.nonzero().flatten()
+        target = None
+        if self.target is not None and bool(self.scored[self.target]):
+            target = int((rows == self.target).nonzero())
+        reward = torch.full((len(self.datasets),), float("nan"), dtype=torch.float64)
+        reward[rows] = diff_reward(nll[rows], nll_ref[rows], target=target, mask=present[rows])
+        return reward
 
     def _score(self, model: torch.nn.Module, rows: RewardRows, with_embeddings: bool):
         s = self.setup
         return score_examples(
             model, rows, parallel=s.parallel, micro_batch_size=s.micro_batch_size, seq_length=s.seq_length,
             pad_id=s.pad_id, hidden_size=s.hidden_size, with_embeddings=with_embeddings,
-            nll_tokens=self.diff_tokens,
+            nll_tokens=self.diff_tokens, pack=s.pack,
         )
 
     def __call__(self, model: torch.nn.Module, step: int) -> MixtureUpdate:
@@ -171,7 +193,8 @@ class MosRewardHook:
         started = time.perf_counter()
         raw = self.compute_raw_rewards(model, step)
         skipped_before = self.mos.num_skipped
-        weights = self.mos.update(raw)
+        weights = self.mos.update(raw, scored=self.scored if self.rotation.active else None)
+        self.rotation.scored_once |= self.mos.num_skipped == skipped_before
         weights = _broadcast_from_rank0(weights, self.setup.parallel.device)
         return MixtureUpdate(
             step=step, weights=weights, rewards_raw=raw, rewards=self.mos.rewards,
@@ -181,7 +204,7 @@ class MosRewardHook:
     # ---- state ----------------------------------------------------------------------------------
     def state_dict(self) -> dict:
         return {"mos": self.mos.state_dict(), "pool_ids": self.pool_ids, "pool_nll": self.pool_nll,
-                "diff_tokens": self.diff_tokens}
+                "diff_tokens": self.diff_tokens, "rotation": self.rotation.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         saved = state.get("diff_tokens", "response")
@@ -190,6 +213,7 @@ class MosRewardHook:
                                  f"has {self.diff_tokens}: resume with mixing.diff_tokens={saved}")
         self.mos.load_state_dict(state["mos"])
         self.pool_ids, self.pool_nll = state["pool_ids"], state["pool_nll"]
+        self.rotation.load_state_dict(state.get("rotation"))
 
 
 # The reward registry: (mixing.reward, theta0 source or None) -> how the raw rewards are computed.
