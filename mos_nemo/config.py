@@ -24,6 +24,7 @@ from omegaconf.errors import OmegaConfBaseException
 from mos_nemo.assets import cache_root
 from mos_nemo.choices import (
     CheckpointFormat, DiffTokens, Dtype, EmaInit, Family, Mode, Reference, Reward, Scorer, Strategy)
+from mos_nemo.data.expand import expand_datasets
 from mos_nemo.data.spec import DatasetConfig
 from mos_nemo.errors import MosConfigError
 
@@ -186,6 +187,7 @@ def compose_config(config_name: str, overrides: list[str] = (), config_dir: str 
         raise MosConfigError(f"recipe {name} with overrides {list(overrides)}: {_describe(error)}") from None
     finally:
         GlobalHydra.instance().clear()
+    config.datasets = expand_datasets(config.datasets)  # per_file: a folder or glob -> one dataset per file
     return config
 
 
