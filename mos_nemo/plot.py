@@ -12,6 +12,7 @@ from pathlib import Path
 
 from mos_nemo.errors import MosValueError
 from mos_nemo.logs import MIXTURE_LOG, TRAIN_LOG, read_jsonl
+from mos_nemo.weights_view import MAX_NAMED, plot_weights_grouped, weights_table_many
 
 LINE_STYLES = ("-", "--", ":", "-.")
 
@@ -22,6 +23,8 @@ def weights_table(run_dir: str | Path) -> str:
     if not records:
         raise MosValueError(f"{run_dir}: no {MIXTURE_LOG} records; is it a run folder?")
     names = list(records[0]["weights"])
+    if len(names) > MAX_NAMED:  # one row per dataset, top movers first
+        return weights_table_many(records)
     width = max(9, *(len(n) + 2 for n in names))
     lines = ["step".rjust(6) + "".join(n.rjust(width) for n in names) + "   batches drawn"]
     for record in records:
@@ -54,7 +57,9 @@ def plot_runs(run_dirs: list[str | Path], out_path: str | Path) -> Path:
         if not mixture:
             raise MosValueError(f"{run_dir}: no {MIXTURE_LOG}; give run folders written by mos_nemo/train.py")
         steps = [r["step"] for r in mixture]
-        for name in mixture[0]["weights"]:
+        if len(mixture[0]["weights"]) > MAX_NAMED:  # many datasets: top movers named, the rest as one band
+            plot_weights_grouped(weights_axis, mixture, style, run_dir.name)
+        for name in mixture[0]["weights"] if len(mixture[0]["weights"]) <= MAX_NAMED else ():
             line = weights_axis.plot(steps, [r["weights"][name] for r in mixture], style, marker="o", markersize=3,
                                      color=colours.get(name), label=f"{name} ({run_dir.name})")[0]
             colours.setdefault(name, line.get_color())

@@ -38,6 +38,7 @@ from mos_nemo.engine.parallel import ParallelState
 from mos_nemo.engine.model.inputs import to_device
 from mos_nemo.engine.training.step import synchronize_params, train_step, wrap_for_training
 from mos_nemo.logs import RunLogger
+from mos_nemo.weights_view import weights_summary
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +179,7 @@ class Trainer:
         if update.skipped:
             self.logger.print(f"step {self.step}: mixing update skipped (non-finite reward); weights kept")
         else:
-            shown = " ".join(f"{name}={p:.4f}" for name, p in self._weights().items())
+            shown = weights_summary(self._weights(), self.logger.start_weights(), digits=4)
             self.logger.print(f"step {self.step}: MoS update ({self.config.mixing.reward}, "
                               f"{update.seconds:.2f}s) -> weights {shown}")
 
