@@ -25,6 +25,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     paper.add_argument("--source-root", default=None, help="read the hub repositories from ROOT/owner/name "
                        "instead of downloading (default: $MOS_NEMO_HUB_ROOT if set)")
     paper.add_argument("--no-progress", action="store_true", help="no progress bars")
+    paper.add_argument("--p3-separate", action="store_true", help="also write OUT/nlp/SUBSET.jsonl, one file per "
+                       "P3 subset, to train on as separate datasets ({source: OUT/nlp, per_file: true})")
     ifd = commands.add_parser("ifd", help="Instruction-Following Difficulty and top-k%% selection (Table 3)")
     ifd.add_argument("--data", required=True, help="folder of NAME.jsonl to score (prepare paper's OUT/full)")
     ifd.add_argument("--model", required=True, help="local HF causal LM folder (paper: Qwen1.5-0.5B)")
@@ -46,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
             from mos_nemo.data.prepare.paper import prepare_paper
 
             prepare_paper(args.out, seed=args.seed, fraction=args.fraction, per_subset=args.p3_per_subset,
-                          source_root=args.source_root, progress=not args.no_progress)
+                          source_root=args.source_root, progress=not args.no_progress,
+                          separate_p3=args.p3_separate)
             print((Path(args.out) / "stats.md").read_text(), end="")
             print(f"wrote {args.out}/{{math,medicine,general,nlp}}.jsonl and {args.out}/manifest.json")
         else:
