@@ -58,6 +58,7 @@ def test_64_datasets_train_resume_exactly_and_score_k_per_update(runs, reward):
     changed = [sum(after["rewards"][n] != before["rewards"][n] for n in after["rewards"])
                for before, after in zip(mixture[1:], mixture[2:])]
     assert changed == [K, K, K]  # the budget: K datasets scored per update, the others' rewards carried exactly
+    assert [len(r["rewards_raw"]) for r in mixture[1:]] == [N, K, K, K]  # raw rewards of the scored datasets only
     assert max(abs(mixture[-1]["weights"][n] - mixture[0]["weights"][n]) for n in mixture[0]["weights"]) > 1e-4
 
 

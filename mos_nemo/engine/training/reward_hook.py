@@ -49,6 +49,7 @@ class MixtureUpdate:
     rewards: torch.Tensor | None  # [N] float64, smoothed (Eq. 11); None if the update was skipped first
     skipped: bool
     seconds: float
+    scored: torch.Tensor | None = None  # [N] bool under mixing.reward_budget: the datasets scored; None: all
 
 
 @dataclass
@@ -199,6 +200,7 @@ class MosRewardHook:
         return MixtureUpdate(
             step=step, weights=weights, rewards_raw=raw, rewards=self.mos.rewards,
             skipped=self.mos.num_skipped > skipped_before, seconds=time.perf_counter() - started,
+            scored=self.scored.clone() if self.rotation.active else None,
         )
 
     # ---- state ----------------------------------------------------------------------------------
