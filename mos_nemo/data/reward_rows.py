@@ -28,6 +28,8 @@ from typing import NamedTuple
 from mos_nemo.data.collate import collate_packed_rows, collate_sft, pack_rows
 from mos_nemo.errors import MosValueError
 
+PACK_CHUNK = 1024  # examples packed together at most (see packed_reward_rows)
+
 
 class Member(NamedTuple):
     """Where one scored example sits in a micro batch, and where its result goes."""
@@ -60,8 +62,19 @@ def reward_micro_batches(examples: Sequence[Sequence[dict]], *, width: int, micr
     return _padded(items, flat, width, micro_batch_size, pad_id, dp, dp_rank)
 
 
+def packed_reward_rows(lengths: Sequence[int], width: int) -> list[list[int]]:
+    """Rows of example positions: ``pack_rows`` (first-fit decreasing) over chunks of PACK_CHUNK examples, so
+    that packing a large pass (Diff's theta0 pool: reference_pool x N examples) stays linear in its size
+    (first fit scans the open rows); a chunk of 1,024 examples fills its rows as well as the whole would,
+    up to its last few rows."""
+    rows = []
+    for start in range(0, len(lengths), PACK_CHUNK):
+        rows += [[start + k for k in row] for row in pack_rows(list(lengths[start:start + PACK_CHUNK]), width)]
+    return rows
+
+
 def _packed(items, flat, width, micro_batch_size, pad_id, dp, dp_rank) -> list[dict]:
-    rows = pack_rows([int(item["input_ids"].numel()) for item in items], width)  # the same on every rank
+    rows = packed_reward_rows([int(item["input_ids"].numel()) for item in items], width)  # same on every rank
     count = max(1, math.ceil(math.ceil(len(rows) / dp) / micro_batch_size))
     mine = rows[dp_rank::dp]
     mine += [[]] * (count * micro_batch_size - len(mine))  # empty rows: fixed shapes, equal counts
