@@ -19,7 +19,7 @@ Rows (``mos_nemo.data.reward_rows``): by default the examples are packed into ro
 (``reward_width``: the longest example of the datasets rounded up to 128, at most seq_length), each example
 its own segment with position ids from 0 and attention causal within the segment (the training path for
 packed rows, ``model_inputs``), so an example's numbers are those of the example alone up to float rounding
-(tests/unit/engine/test_reward_rows.py: 1e-5 in fp32) while a row holds many examples. ``pack=False`` puts
+(tests/unit/engine/test_packed_reward_pass.py: 1e-5 in fp32) while a row holds many examples. ``pack=False`` puts
 one example per row at that width (causal attention without a mask; right padding is invisible to real
 tokens). Shapes never change during the run. Per-example sums are taken per (row, segment) in one
 scatter-add (``segment_means``); the loss and pooling masks move to the device with the batch. CosSim
