@@ -14,6 +14,8 @@ and one progress line per step on the terminal.
 - ``validation.jsonl`` (with ``validation.holdout``): ``step``, ``loss`` (name -> held-out loss: mean over
   the dataset's held-out examples of each example's mean response-token NLL) and ``mean`` (plain mean over
   datasets), at step 0, every ``validation.every`` steps and after the last step.
+- ``validation_examples.jsonl``: at the same steps, ``step`` and ``nll`` (name -> each held-out example's
+  mean response-token NLL, in one fixed order), so that two runs can be compared example by example.
 On resume these files are cut back to the checkpoint's step, so a resumed run's files equal an unbroken run's.
 
 Python ``logging`` (the ``mos_nemo.*`` loggers: build progress, per-dataset load counts, skipped optimizer
@@ -39,6 +41,7 @@ from mos_nemo.errors import MosDataError
 TRAIN_LOG = "train.jsonl"
 MIXTURE_LOG = "mixture.jsonl"
 VALIDATION_LOG = "validation.jsonl"
+VALIDATION_EXAMPLES_LOG = "validation_examples.jsonl"  # each held-out example's NLL, for paired comparisons
 
 
 _HANDLER_MARK = "_mos_nemo_handler"  # set on the handlers we install, so a second call replaces them
@@ -184,7 +187,7 @@ class RunLogger:
         if not enabled:
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        for name in (TRAIN_LOG, MIXTURE_LOG, VALIDATION_LOG):
+        for name in (TRAIN_LOG, MIXTURE_LOG, VALIDATION_LOG, VALIDATION_EXAMPLES_LOG):
             path = self.run_dir / name
             if resumed_step is None:
                 path.write_text("")  # a fresh run starts fresh logs
@@ -267,12 +270,16 @@ class RunLogger:
         for name, value in (rewards_raw or {}).items():
             self._tensorboard.add_scalar(f"mixture/reward_raw/{name}", value, step)
 
-    def log_validation(self, step: int, losses: dict[str, float]) -> None:
-        """Append one validation.jsonl record and print the held-out losses."""
+    def log_validation(self, step: int, losses: dict[str, float],
+                       examples: Optional[dict[str, list[float]]] = None) -> None:
+        """Append one validation.jsonl record (and one validation_examples.jsonl record of each held-out
+        example's NLL, when given) and print the held-out losses."""
         if not self.enabled:
             return
         mean = sum(losses.values()) / len(losses)
         self._append(VALIDATION_LOG, {"step": step, "loss": losses, "mean": mean})
+        if examples is not None:
+            self._append(VALIDATION_EXAMPLES_LOG, {"step": step, "nll": examples})
         for name, value in losses.items():
             self._tensorboard.add_scalar(f"validation/loss_{name}", value, step)
         self._tensorboard.add_scalar("validation/mean", mean, step)

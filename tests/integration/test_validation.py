@@ -1,7 +1,9 @@
 """Held-out loss during training (validation.*) on a real tiny megatron-core run:
 - the final held-out loss per dataset equals HF transformers' mean response-token NLL of the exported model
   on the held-out examples (1e-4), and no held-out example is ever in a training dataset;
-- a run stopped (train.stop_after) and resumed writes the same validation.jsonl as an unbroken run;
+- each held-out example's own NLL (validation_examples.jsonl) equals HF transformers' too (1e-4);
+- a run stopped (train.stop_after) and resumed writes the same validation.jsonl and
+  validation_examples.jsonl as an unbroken run;
 - validation.every without held-out examples is refused before any work, naming the key."""
 
 import json
@@ -47,6 +49,8 @@ def test_held_out_loss_matches_hf_transformers_and_held_out_examples_are_not_tra
         assert parts == Counter(tuple(ids) for ids in whole[name])
     records = [json.loads(line) for line in (tmp_path / "validation.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [0, 2, 4]
+    per_example = [json.loads(line) for line in (tmp_path / "validation_examples.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in per_example] == [0, 2, 4]
     assert records[0]["loss"] != records[-1]["loss"]  # the model trained in between
     model = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf", torch_dtype=torch.float32).eval()
     expected = {}
@@ -60,6 +64,8 @@ def test_held_out_loss_matches_hf_transformers_and_held_out_examples_are_not_tra
                 nll = torch.nn.functional.cross_entropy(logits[:-1], targets, reduction="none")  # [s-1]
                 losses.append(float(nll[predicted].mean()))
             expected[name] = sum(losses) / len(losses)
+            # each example's own NLL, in the held-out order (what a paired comparison of two runs needs)
+            assert per_example[-1]["nll"][name] == pytest.approx(losses, abs=1e-4)
     final = records[-1]
     for name, value in expected.items():
         assert abs(final["loss"][name] - value) < 1e-4, (name, final["loss"][name], value)
@@ -74,6 +80,8 @@ def test_stopped_and_resumed_run_writes_the_same_validation_log(tmp_path):
     launch_training(tmp_path / "split", *VALIDATION)
     whole = (tmp_path / "whole" / "validation.jsonl").read_text()
     assert whole == (tmp_path / "split" / "validation.jsonl").read_text()
+    examples = (tmp_path / "whole" / "validation_examples.jsonl").read_text()
+    assert examples == (tmp_path / "split" / "validation_examples.jsonl").read_text()
     assert [json.loads(line)["step"] for line in whole.splitlines()] == [0, 2, 4]
 
 

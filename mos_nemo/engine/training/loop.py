@@ -168,9 +168,9 @@ class Trainer:
             self.logger.print(f"step {self.step}: {what}{update.seconds:.2f}s) -> weights {shown}")
 
     def _validate(self) -> None:
-        """Score the held-out examples (validation.jsonl); outside the step's timing, so train.jsonl's
-        ``seconds`` stay training time."""
-        self.logger.log_validation(self.step, self.validation(self.model[0]))
+        """Score the held-out examples (validation.jsonl, validation_examples.jsonl); outside the step's
+        timing, so train.jsonl's ``seconds`` stay training time."""
+        self.logger.log_validation(self.step, *self.validation(self.model[0]))
 
     # ---- the loop --------------------------------------------------------------------------------
     def _one_step(self) -> None:
