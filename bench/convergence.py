@@ -81,9 +81,10 @@ def reference_dir(run_dir: Path, seed: int) -> Path:
     return run_dir.parent / f"{REFERENCE_RUN}_seed{seed}" / "hf"
 
 
-def run_overrides(preset: dict, strategy: str, seed: int, run_dir: Path) -> list[str]:
-    """The run's overrides: the preset's, then the strategy's (which win where both set a key)."""
-    extra = list(STRATEGIES[strategy])
+def run_overrides(preset: dict, strategy: str, seed: int, run_dir: Path,
+                  table: dict[str, list[str]] = STRATEGIES) -> list[str]:
+    """The run's overrides: the preset's, then the strategy's from ``table`` (which win where both set a key)."""
+    extra = list(table[strategy])
     if strategy == REFERENCE_RUN:
         extra.append("checkpoint.export_hf=true")
     if strategy == "doremi":
@@ -112,10 +113,15 @@ def steps_kept(run_dir: Path) -> int:
 
 
 class Study:
-    """Runs every (strategy, seed) in turn; a signal to this process stops the current run with a checkpoint."""
+    """Runs every (strategy, seed) in turn; a signal to this process stops the current run with a checkpoint.
 
-    def __init__(self, out: Path, preset_name: str, strategies: list[str]):
-        self.out, self.preset_name, self.preset = out, preset_name, PRESETS[preset_name]
+    ``presets`` and ``table`` (strategy -> overrides) default to this study's; ``bench/mospec.py`` passes its
+    own, and ``name`` names the study in its messages."""
+
+    def __init__(self, out: Path, preset_name: str, strategies: list[str], presets: dict = PRESETS,
+                 table: dict[str, list[str]] = STRATEGIES, name: str = "convergence"):
+        self.out, self.preset_name, self.preset = out, preset_name, presets[preset_name]
+        self.table, self.name = table, name
         if "doremi" in strategies and REFERENCE_RUN not in strategies:  # its reference model comes first
             strategies = [REFERENCE_RUN, *strategies]
         self.runs = [(s, seed) for s in strategies for seed in self.preset["seeds"]]
@@ -127,7 +133,7 @@ class Study:
         settings = {"preset": self.preset_name, **self.preset}
         path = self.out / "study.json"
         if path.is_file() and json.loads(path.read_text()) != json.loads(json.dumps(settings)):
-            sys.exit(f"convergence: {path} was written by a study with other settings ({path.read_text()}); "
+            sys.exit(f"{self.name}: {path} was written by a study with other settings ({path.read_text()}); "
                      "use another --out, or delete the folder to start over")
         self.out.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(settings, indent=1))
@@ -143,7 +149,7 @@ class Study:
         signal.signal(signal.SIGTERM, self._forward_signal)
         signal.signal(signal.SIGINT, self._forward_signal)
         total = len(self.runs) * self.preset["steps"]
-        bar = tqdm(total=total, unit="step", desc="convergence study", file=sys.stderr, mininterval=5)
+        bar = tqdm(total=total, unit="step", desc=f"{self.name} study", file=sys.stderr, mininterval=5)
         for strategy, seed in self.runs:
             run_dir = self.out / f"{strategy}_seed{seed}"
             before = self.preset["steps"] if finished(run_dir, self.preset["steps"]) else steps_kept(run_dir)
@@ -151,19 +157,19 @@ class Study:
             if before == self.preset["steps"]:
                 continue
             if strategy == "doremi" and not reference_dir(run_dir, seed).is_dir():
-                sys.exit(f"convergence: doremi's reference {reference_dir(run_dir, seed)} is missing (written at "
+                sys.exit(f"{self.name}: doremi's reference {reference_dir(run_dir, seed)} is missing (written at "
                          f"the end of the {REFERENCE_RUN} run since this version); delete "
                          f"{run_dir.parent / f'{REFERENCE_RUN}_seed{seed}'} and run again")
             bar.set_postfix_str(f"{strategy} seed {seed}")
             self._run_one(strategy, seed, run_dir, bar, before)
             if self.stopping:
                 bar.close()
-                sys.exit(f"convergence: stopped during {run_dir.name}; run the same command to resume")
+                sys.exit(f"{self.name}: stopped during {run_dir.name}; run the same command to resume")
         bar.close()
 
     def _run_one(self, strategy: str, seed: int, run_dir: Path, bar, shown: int) -> None:
         command = [sys.executable, str(ROOT / "mos_nemo" / "train.py"), "--config-name", "smollm2_demo",
-                   *run_overrides(self.preset, strategy, seed, run_dir)]
+                   *run_overrides(self.preset, strategy, seed, run_dir, self.table)]
         run_dir.mkdir(parents=True, exist_ok=True)
         with open(run_dir / "console.txt", "a") as console:
             console.write(" ".join(command) + "\n")
@@ -178,7 +184,7 @@ class Study:
                 shown = max(shown, done)
         code, self.child = self.child.returncode, None
         if code != 0:
-            sys.exit(f"convergence: {run_dir.name} failed (exit {code}); see {run_dir / 'console.txt'}")
+            sys.exit(f"{self.name}: {run_dir.name} failed (exit {code}); see {run_dir / 'console.txt'}")
         if finished(run_dir, self.preset["steps"]):
             shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # 1.6 GB each; the logs are the result
         bar.update(max(0, steps_done(run_dir) - shown))
