@@ -85,7 +85,7 @@ def run_overrides(preset: dict, strategy: str, seed: int, run_dir: Path,
                   table: dict[str, list[str]] = STRATEGIES) -> list[str]:
     """The run's overrides: the preset's, then the strategy's from ``table`` (which win where both set a key)."""
     extra = list(table[strategy])
-    if strategy == REFERENCE_RUN:
+    if strategy == REFERENCE_RUN and "doremi" in table:  # doremi's reference model
         extra.append("checkpoint.export_hf=true")
     if strategy == "doremi":
         extra.append(f"mixing.reference_model={reference_dir(run_dir, seed)}")
