@@ -120,3 +120,23 @@ def test_budget_sizes_and_errors_name_the_key():
     assert reference_pool_per_dataset(1024, 16, 64, 64) == 1024  # no budget: the paper's pool
     assert reference_pool_per_dataset(1024, 16, 64, 16) == 256 and reference_pool_per_dataset(64, 16, 64, 4) == 16
     assert math.ceil(1024 * 16 / 64) * 64 == 1024 * 16  # the budgeted pool costs reference_pool x K in all
+
+
+def test_a_skipped_first_update_waits_for_the_non_finite_dataset_to_be_rescored():
+    """The first update is skipped (dataset 0's reward is NaN): nothing is smoothed yet, so the next updates use
+    every dataset's latest raw reward, and MoS applies its first update once dataset 0 is scored again."""
+    rotation = RewardRotation(4, 2, seed=3)
+    mixer = MosMixer(MixtureOfSkills([10] * 4, inner_steps=1, seed=0), reward="diff")
+    ones = torch.ones(4, L, dtype=torch.bool)
+    applied_at = None
+    for update in range(1, 6):
+        scored = rotation.scored(update, mixer.availability)
+        nll = torch.full((4, L), 0.1 * update, dtype=torch.float64)
+        if update == 1:
+            nll[0] = float("nan")
+        inputs = MixerInputs(step=update, nll=nll, nll_ref=torch.zeros(4, L, dtype=torch.float64), mask=ones)
+        mixer.update(rotation.complete(inputs, scored))
+        if applied_at is None and mixer.num_updates == 1:
+            applied_at, scored_then = update, scored
+    assert mixer.num_skipped >= 1 and applied_at is not None and bool(scored_then[0])
+    assert bool(torch.isfinite(mixer.rewards).all())
