@@ -24,6 +24,7 @@ from omegaconf.errors import OmegaConfBaseException
 from mos_nemo.assets import cache_root
 from mos_nemo.choices import (
     CheckpointFormat, DiffTokens, Dtype, EmaInit, Family, Mode, Reference, Reward, Scorer, Strategy)
+from mos_nemo.data.expand import expand_datasets
 from mos_nemo.data.spec import DatasetConfig
 from mos_nemo.errors import MosConfigError
 
@@ -110,7 +111,9 @@ class MixingConfig:
     reference: Reference = Reference.pool  # diff reward's theta0: pool (scored once at start) | live (frozen copy)
     reference_model: Optional[str] = None  # HF folder scored as the reference instead of theta0 (diff, doremi);
     # DoReMi's recipe: a model trained on the baseline mixture (a static run's run.dir/hf, checkpoint.export_hf)
-    reference_pool: int = 1024  # examples per dataset in the fixed reward pool (reference: pool)
+    reference_pool: int = 1024  # examples per dataset in the fixed reward pool (reference: pool; shrinks with a budget)
+    reward_budget: Optional[int] = None  # examples scored per update, whatever N: budget // L datasets in rotation; null: N x L
+    reward_pack: bool = True  # pack reward examples into rows (segment-aware attention, exact) | false: one per row
     scorer: Scorer = Scorer.logits  # psi: logits (N logits, the authors' code) | mlp (2-layer MLP, paper Section 3.1)
     scorer_lr: Optional[float] = None  # Adam lr of psi; null: 1e-4 logits, 5e-6 mlp (same movement per update)
     inner_steps: int = 200  # Adam steps on psi per mixing update (Eq. 6)
@@ -177,9 +180,11 @@ def compose_config(config_name: str, overrides: list[str] = (), config_dir: str 
     """
     typed = compose_typed(config_name, overrides, config_dir)
     try:
-        return OmegaConf.to_object(typed)
+        config = OmegaConf.to_object(typed)
     except OmegaConfBaseException as error:
         raise MosConfigError(f"recipe {config_name} with overrides {list(overrides)}: {_describe(error)}") from None
+    config.datasets = expand_datasets(config.datasets)  # per_file: a folder or glob -> one dataset per file
+    return config
 
 
 def compose_typed(config_name: str, overrides: list[str] = (), config_dir: str | Path | None = None) -> DictConfig:

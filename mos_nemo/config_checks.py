@@ -14,6 +14,7 @@ from mos_nemo.choices import Dtype
 from mos_nemo.config import MosConfig
 from mos_nemo.data.spec import HF_PREFIX, validate_dataset_configs
 from mos_nemo.errors import MosConfigError
+from mos_nemo.mixing.budget import datasets_per_update, reward_batch_of
 
 ASSET_PREFIX = "asset:"
 KNOWN_ASSETS = ("smollm2",)
@@ -75,6 +76,7 @@ BOUNDS = {
     "mixing.update_every": AT_LEAST_1,
     "mixing.reward_batch": AT_LEAST_1,
     "mixing.reference_pool": AT_LEAST_1,
+    "mixing.reward_budget": AT_LEAST_1,
     "mixing.scorer_lr": POSITIVE,
     "mixing.inner_steps": AT_LEAST_1,
     "mixing.hidden": AT_LEAST_1,
@@ -252,6 +254,11 @@ def _check_mixing(config: MosConfig, check_paths: bool = True) -> None:
     if mixing.target is not None and mixing.strategy not in ("mos", "static"):  # static ignores it, as it always has
         _fail("mixing.target", mixing.target, f"is MoSpec's target: only mixing.strategy=mos uses it "
               f"(this run has {mixing.strategy}); remove it")
+    if mixing.reward_budget is not None and mixing.strategy == "odm":
+        _fail("mixing.reward_budget", mixing.reward_budget, "bounds the scoring pass, and mixing.strategy=odm "
+              "scores nothing (it learns from the training losses); remove it")
+    if mixing.reward_budget is not None and mixing.strategy != "static":  # static ignores it, like target
+        datasets_per_update(mixing.reward_budget, reward_batch_of(mixing), len(names))  # budget >= L
     if mixing.target is not None and mixing.target not in names:
         _fail("mixing.target", mixing.target, f"name one of the datasets {names}, or null")
     unknown = [name for name in mixing.exclude if name not in names]

@@ -31,12 +31,16 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import resource
 import sys
 from pathlib import Path
 from typing import Any, Optional
 
+import numpy as np
+
 from mos_nemo.errors import MosDataError
+from mos_nemo.weights_view import MAX_NAMED, counts_summary, weights_summary
 
 TRAIN_LOG = "train.jsonl"
 MIXTURE_LOG = "mixture.jsonl"
@@ -170,9 +174,10 @@ def _memory_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux reports KiB
 
 
-def format_weights(weights: dict[str, float]) -> str:
-    """``a=0.2513 b=0.7487``: four decimals, so that small moves of p (CosSim's, near uniform) show."""
-    return " ".join(f"{name}={p:.4f}" for name, p in weights.items())
+def format_weights(weights: dict[str, float], start: Optional[dict[str, float]] = None) -> str:
+    """``a=0.2513 b=0.7487``: four decimals, so that small moves of p (CosSim's, near uniform) show; beyond
+    ``MAX_NAMED`` datasets the top movers since ``start`` and the others grouped (``weights_view``)."""
+    return weights_summary(weights, start)
 
 
 class RunLogger:
@@ -184,6 +189,7 @@ class RunLogger:
         self.run_dir = Path(run_dir)
         self._tensorboard = None
         self._bar = None
+        self._start_weights: Optional[dict[str, float]] = None
         if not enabled:
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -239,8 +245,8 @@ class RunLogger:
         self._tensorboard.add_scalar("train/tokens_per_second", tokens_per_second, step)
         for name, value in record.get("dataset_loss", {}).items():
             self._tensorboard.add_scalar(f"train/loss_{name}", value, step)
-        shown = format_weights(weights)
-        source = record.get("dataset") or ",".join(f"{k}:{v}" for k, v in record.get("counts", {}).items())
+        shown = format_weights(weights, self.start_weights())  # many datasets: top movers, the rest grouped
+        source = record.get("dataset") or counts_summary(record.get("counts", {}))
         line = (f"step {step}/{self.max_steps} | loss {record['loss']:.4f} | lr {record['lr']:.3e} | "
                 f"grad {record['grad_norm']:.3f} | {tokens_per_second:.0f} tok/s | mem {_memory_gib():.2f} GiB | "
                 f"batch {source} | weights {shown}")
@@ -269,6 +275,26 @@ class RunLogger:
             self._tensorboard.add_scalar(f"mixture/reward/{name}", value, step)
         for name, value in (rewards_raw or {}).items():
             self._tensorboard.add_scalar(f"mixture/reward_raw/{name}", value, step)
+        self._mixture_overview(step, weights)
+
+    def _mixture_overview(self, step: int, weights: dict[str, float]) -> None:
+        """TensorBoard charts that stay readable with many datasets: the weights' histogram, entropy (nats)
+        and extremes, beside the per-dataset charts."""
+        if len(weights) <= MAX_NAMED:
+            return
+        values = list(weights.values())
+        self._tensorboard.add_histogram("mixture/weights", np.asarray(values), step)
+        entropy = -sum(p * math.log(p) for p in values if p > 0)
+        for key, value in (("entropy", entropy), ("max", max(values)), ("min", min(values))):
+            self._tensorboard.add_scalar(f"mixture/overview/{key}", value, step)
+
+    def start_weights(self) -> Optional[dict[str, float]]:
+        """The weights at step 0 (mixture.jsonl's first record; also after a resume), None before it exists."""
+        if self._start_weights is None and (self.run_dir / MIXTURE_LOG).is_file():
+            with open(self.run_dir / MIXTURE_LOG) as handle:
+                first = handle.readline()
+            self._start_weights = json.loads(first)["weights"] if first.strip() else None
+        return self._start_weights
 
     def log_validation(self, step: int, losses: dict[str, float],
                        examples: Optional[dict[str, list[float]]] = None) -> None:

@@ -5,7 +5,9 @@ has ``validation.jsonl``, the held-out loss (the convergence curve, paper Figure
 
 Reads ``mixture.jsonl``, ``train.jsonl`` and ``validation.jsonl`` of each run; by default writes
 ``RUN_DIR/mixture.png`` of the first. Weights are drawn as steps held until the next update and up to the
-last trained step, so a static blend (one record, at step 0) is a flat line.
+last trained step, so a static blend (one record, at step 0) is a flat line. With more than 8 datasets the
+5 whose weight moved most are drawn by name and the others as one grey band (their min to max) with their
+mean dashed; the held-out panel then names the same 5.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 
 from mos_nemo.errors import MosError, MosValueError
 from mos_nemo.logs import MIXTURE_LOG, TRAIN_LOG, VALIDATION_LOG, read_jsonl
+from mos_nemo.weights_view import MAX_NAMED, top_movers, weights_table_many
 
 LINE_STYLES = ("-", "--", ":", "-.")
 
@@ -26,6 +29,8 @@ def weights_table(run_dir: str | Path) -> str:
     if not records:
         raise MosValueError(f"{run_dir}: no {MIXTURE_LOG} records; is it a run folder?")
     names = list(records[0]["weights"])
+    if len(names) > MAX_NAMED:  # one row per dataset, top movers first
+        return weights_table_many(records)
     width = max(9, *(len(n) + 2 for n in names))
     lines = ["step".rjust(6) + "".join(n.rjust(width) for n in names) + "   batches drawn"]
     for record in records:
@@ -49,6 +54,21 @@ def weight_steps(mixture: list[dict], last_step: int) -> list[int]:
     return steps + [last_step] if last_step > steps[-1] else steps
 
 
+def _held(values: list[float], steps: list[int]) -> list[float]:
+    """``values`` (one per mixture record) extended with the last one up to the last trained step."""
+    return values + values[-1:] * (len(steps) - len(values))
+
+
+def _draw_others(axis, mixture: list[dict], steps: list[int], others: list[str], run_name: str) -> None:
+    """The datasets not named, as one grey band (min to max over them) with their mean as a dashed line."""
+    rows = [[r["weights"][name] for name in others] for r in mixture]
+    low, high = _held([min(row) for row in rows], steps), _held([max(row) for row in rows], steps)
+    axis.fill_between(steps, low, high, step="post", color="grey", alpha=0.25,
+                      label=f"{len(others)} others: min-max ({run_name})")
+    axis.plot(steps, _held([sum(row) / len(row) for row in rows], steps), "--", drawstyle="steps-post",
+              color="grey", label=f"{len(others)} others: mean ({run_name})")
+
+
 def draw_runs(run_dirs: list[str | Path]):
     """The figure: weights, training loss and (when any run has it) held-out loss, one panel each."""
     import matplotlib
@@ -68,14 +88,17 @@ def draw_runs(run_dirs: list[str | Path]):
             raise MosValueError(f"{run_dir}: no {MIXTURE_LOG}; give run folders written by mos_nemo/train.py")
         train = read_jsonl(run_dir / TRAIN_LOG)
         steps = weight_steps(mixture, train[-1]["step"] if train else 0)
-        for name in mixture[0]["weights"]:
-            values = [r["weights"][name] for r in mixture]
-            values += values[-1:] * (len(steps) - len(values))  # held until the last trained step
+        names = list(mixture[0]["weights"])
+        named = names if len(names) <= MAX_NAMED else top_movers(mixture[-1]["weights"], mixture[0]["weights"])
+        for name in named:
+            values = _held([r["weights"][name] for r in mixture], steps)
             line = weights_axis.plot(steps, values, style, drawstyle="steps-post", color=colours.get(name),
                                      label=f"{name} ({run_dir.name})")[0]
             colours.setdefault(name, line.get_color())
             weights_axis.plot([r["step"] for r in mixture], values[:len(mixture)], "o", markersize=3,
                               color=colours[name])  # the updates themselves
+        if len(named) < len(names):
+            _draw_others(weights_axis, mixture, steps, [n for n in names if n not in named], run_dir.name)
         losses = [r["loss"] for r in train]
         loss_axis.plot([r["step"] for r in train], _smoothed(losses, 5), style, label=run_dir.name)
         if validated:
@@ -83,7 +106,7 @@ def draw_runs(run_dirs: list[str | Path]):
             held_steps = [r["step"] for r in validation]
             axes[2].plot(held_steps, [r["mean"] for r in validation], style, marker="o", markersize=3,
                          color="black", label=f"mean ({run_dir.name})")
-            for name in (validation[0]["loss"] if validation else {}):
+            for name in (n for n in (validation[0]["loss"] if validation else {}) if n in named):
                 axes[2].plot(held_steps, [r["loss"][name] for r in validation], style, linewidth=0.8,
                              color=colours.get(name), label=f"{name} ({run_dir.name})")
     weights_axis.set(xlabel="step", ylabel="sampling probability", title="Dataset weights")

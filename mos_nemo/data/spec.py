@@ -34,6 +34,9 @@ class DatasetConfig:
     """Seed of the subsample; None uses the global data seed."""
     skip_bad_lines: bool = False
     """Skip (and count) malformed records instead of raising with the file and line."""
+    per_file: bool = False
+    """`source` is a folder or a glob whose every file becomes a dataset named after its stem (prefixed with
+    `name_` when a name is given), with the other options of this entry (mos_nemo/data/expand.py)."""
 
 
 def validate_dataset_config(config: DatasetConfig, index: int) -> None:

@@ -108,16 +108,22 @@ class MixtureOfSkills:
             p = (1.0 - int(available.sum()) * self.p_min) * p + floor
         return p
 
-    def update(self, raw_rewards: Sequence[float] | torch.Tensor) -> torch.Tensor:
+    def update(self, raw_rewards: Sequence[float] | torch.Tensor, scored: torch.Tensor | None = None) -> torch.Tensor:
         """One scorer update (Algorithm 1, lines 7-11): EMA (Eq. 11), then REINFORCE (Eq. 6).
 
-        Rewards of excluded datasets are ignored (they may be NaN). If any available dataset's reward is
-        not finite, the update is skipped, p is kept and a warning is logged. Returns the new p [N].
+        Rewards of excluded datasets are ignored (they may be NaN). ``scored`` [N] bool (``mixing.reward_budget``):
+        only these datasets were scored; the others keep their smoothed reward exactly and their raw reward
+        is ignored (before the first applied update there is no smoothed reward to keep: every raw reward
+        is used). If any available dataset's reward that is used is not finite, the update is skipped, p is
+        kept and a warning is logged. Returns the new p [N].
         """
         raw = torch.as_tensor(raw_rewards, dtype=torch.float64).clone()
         if raw.shape != self.sizes.shape:
             raise MosValueError(f"raw_rewards has shape {tuple(raw.shape)}: expected [{self.sizes.numel()}], one per dataset")
         available = self.availability > 0
+        kept = None if scored is None or self.rewards is None else ~scored  # not scored: R stays (below)
+        if kept is not None:
+            raw = torch.where(kept, self.rewards, raw)
         if not bool(torch.isfinite(raw[available]).all()):
             self.num_skipped += 1
             logger.warning("MoS update skipped: non-finite reward %s; keeping p = %s", self._by_name(raw), self._by_name(self._probabilities))
@@ -129,6 +135,8 @@ class MixtureOfSkills:
         raw = torch.where(available, raw, previous if previous is not None else torch.zeros_like(raw))
         self.rewards_raw = raw
         self.rewards = smooth_rewards(raw, previous, self.ema_beta)
+        if kept is not None:  # exactly, not beta * R + (1 - beta) * R rounded
+            self.rewards = torch.where(kept, previous, self.rewards)
         reinforce_step(self.scorer, self.optimizer, self.availability, self.rewards, self.inner_steps)
         self.num_updates += 1
         self._probabilities = self._compute_probabilities()

@@ -37,6 +37,8 @@ class MixerInputs:
     nll: torch.Tensor | None = None  # [N, L] float64, current model's per-example NLL
     nll_ref: torch.Tensor | None = None  # [N, L] float64, theta0's NLL of the same examples
     mask: torch.Tensor | None = None  # [N, L] bool, True where dataset i has an example j
+    scored: torch.Tensor | None = None  # [N] bool under mixing.reward_budget: the datasets scored now, the
+    # others' rows being their latest scored ones (mixing/budget.py); None: every dataset was scored now
 
 
 class Mixer(ABC):

@@ -35,7 +35,7 @@ class MosMixer(Mixer):
 
     def update(self, inputs: MixerInputs) -> torch.Tensor:
         self.last_raw = self.raw_rewards(inputs)
-        return self.mos.update(self.last_raw)
+        return self.mos.update(self.last_raw, scored=inputs.scored)  # not scored: R(i) kept (reward budget)
 
     @property
     def probabilities(self) -> torch.Tensor:

@@ -1,6 +1,7 @@
 """Checkpoints move between the TE and the local spec in both directions (when TE imports), and a MoS reward
 computed on the GPU in bf16 equals HF transformers' fp32 CPU computation within bf16 tolerance; Diff is
-exactly 1 at step 0 on the GPU too."""
+exactly 1 at step 0 on the GPU too with one example per reward row, and within bf16 rounding of 1 with
+packed reward rows (the default)."""
 
 import pytest
 import torch
@@ -44,10 +45,21 @@ def _trainer(run_dir, *overrides):
 
 @pytest.mark.slow
 def test_diff_is_exactly_one_at_step_zero_on_gpu(single_process_group, tmp_path):
-    trainer = _trainer(tmp_path, "mixing.reward=diff")
+    # one example per row: the pool and the reward mini-batch run each example in the same row shape
+    trainer = _trainer(tmp_path, "mixing.reward=diff", "mixing.reward_pack=false")
     trainer.reward_hook.prepare(trainer.model[0])
     for step in (0, 1):
         assert trainer.reward_hook.compute_raw_rewards(trainer.model[0], step).tolist() == [1.0, 1.0, 1.0]
+
+
+@pytest.mark.slow
+def test_diff_with_packed_reward_rows_is_one_at_step_zero_on_gpu_within_bf16(single_process_group, tmp_path):
+    # packed rows (the default): the pool and the reward mini-batch pack an example beside different
+    # neighbours, so only bf16 rounding separates the two NLLs
+    trainer = _trainer(tmp_path, "mixing.reward=diff")
+    trainer.reward_hook.prepare(trainer.model[0])
+    for step in (0, 1):
+        assert max(abs(r - 1.0) for r in trainer.reward_hook.compute_raw_rewards(trainer.model[0], step).tolist()) < 2e-2
 
 
 @pytest.mark.slow

@@ -1,10 +1,13 @@
-"""Every mixer in the loop under parallelism: MoS (CosSim, Diff), ODM and DoReMi at (TP, PP, DP) = (1,1,1),
-(2,1,1), (1,2,1), (1,1,2) over gloo. Rewards and new weights in mixture.jsonl must agree within 1e-5 across
-the four layouts, and MoS's with the golden values in tests/integration/golden_tiny_cpu.json within 1e-4.
-DoReMi's reference is a model trained first on the uniform mixture. ODM and DoReMi also resume exactly
-on two processes: k steps, stop, resume, k more == 2k steps (train.jsonl's losses and mixture.jsonl byte
-for byte); k = 3 is not a multiple of their update_every = 2, so ODM's observed-but-not-yet-applied
-training losses must travel in the checkpoint.
+"""Every mixer in the loop under parallelism: MoS (CosSim, Diff), ODM, DoReMi, and DoReMi under a reward
+budget (2 of the 3 datasets scored per update, in rotation) at (TP, PP, DP) = (1,1,1), (2,1,1), (1,2,1),
+(1,1,2) over gloo, reward examples packed into rows (the default), and at (1,1,1) with one example per row
+(`mixing.reward_pack=false`; not for ODM, which scores nothing). Rewards and new weights in mixture.jsonl
+must agree within 1e-5 across the layouts, and MoS's with the golden values in
+tests/integration/golden_tiny_cpu.json within 1e-4. DoReMi's reference is a model trained first on the
+uniform mixture. ODM and DoReMi (with and without the budget) also resume exactly on two processes: k
+steps, stop, resume, k more == 2k steps (train.jsonl's losses and mixture.jsonl byte for byte); k = 3 is
+not a multiple of their update_every = 2, so ODM's observed-but-not-yet-applied training losses, and the
+budget's kept excess losses, must travel in the checkpoint.
 
 All two-process runs train one after the other in one process group (one start-up instead of a torchrun
 launch each); the entry point itself is covered by test_train_parallel.py.
@@ -19,7 +22,8 @@ from tests.distributed import train_in_one_group
 from tests.integration.golden import load_golden
 
 REWARDS = ("cossim", "diff")  # the MoS runs whose weights are golden
-LAYOUTS = {"tp1": (1, []), "tp2": (2, ["parallel.tp=2"]), "pp2": (2, ["parallel.pp=2"]), "dp2": (2, [])}
+LAYOUTS = {"tp1": (1, []), "tp2": (2, ["parallel.tp=2"]), "pp2": (2, ["parallel.pp=2"]), "dp2": (2, []),
+           "tp1_padded_rows": (1, ["mixing.reward_pack=false"])}
 COMMON = ["mixing.reward_batch=4", "mixing.reference_pool=16", "train.max_steps=6", "checkpoint.every=0"]
 MOS = ["mixing.strategy=mos", "mixing.update_every=3", *COMMON, "checkpoint.save_final=false"]
 MIXERS = {  # the run of each mixer: mixing.* overrides
@@ -27,8 +31,14 @@ MIXERS = {  # the run of each mixer: mixing.* overrides
     "diff": [*MOS, "mixing.reward=diff"],
     "odm": ["mixing.strategy=odm", "mixing.update_every=2", *COMMON],
     "doremi": ["mixing.strategy=doremi", "mixing.update_every=2", *COMMON],  # + the reference model, below
+    "doremi_budget": ["mixing.strategy=doremi", "mixing.update_every=2", "mixing.reward_budget=8", *COMMON],
 }
-RESUMED = ("odm", "doremi")
+RESUMED = ("odm", "doremi", "doremi_budget")
+
+
+def layouts(mixer: str) -> list[str]:
+    """The layouts a mixer runs at: ODM scores nothing, so how reward rows are laid out is moot for it."""
+    return [layout for layout in LAYOUTS if not (mixer == "odm" and layout == "tp1_padded_rows")]
 K = 3
 
 
@@ -40,10 +50,12 @@ def runs(tmp_path_factory):
     # loss of a model that is learning is 0 everywhere and the weights would never move.
     reference = ["mixing.strategy=static", "mixing.tau=inf", "train.max_steps=8", "checkpoint.every=0",
                  "checkpoint.export_hf=true"]
-    mixers = {**MIXERS, "doremi": [*MIXERS["doremi"], f"mixing.reference_model={root / 'reference' / 'hf'}"]}
+    mixers = {name: [*overrides, f"mixing.reference_model={root / 'reference' / 'hf'}"] if "doremi" in name
+              else overrides for name, overrides in MIXERS.items()}
     by_size = {1: [(root / "reference", reference)], 2: []}
     for mixer, overrides in mixers.items():
-        for layout, (nproc, extra) in LAYOUTS.items():
+        for layout in layouts(mixer):
+            nproc, extra = LAYOUTS[layout]
             by_size[nproc].append((root / f"{mixer}-{layout}", [*overrides, *extra]))
     for mixer in RESUMED:
         split = root / f"{mixer}-split"
@@ -69,13 +81,15 @@ def assert_close_by_name(got: dict | None, expected: dict | None, tolerance: flo
 @pytest.mark.distributed
 @pytest.mark.parametrize("mixer", MIXERS)
 def test_rewards_and_weights_agree_across_tp_pp_dp(mixer, runs):
-    mixtures = {layout: read_jsonl(runs / f"{mixer}-{layout}" / "mixture.jsonl") for layout in LAYOUTS}
+    mixtures = {layout: read_jsonl(runs / f"{mixer}-{layout}" / "mixture.jsonl") for layout in layouts(mixer)}
     reference = mixtures["tp1"]
     every = 3 if mixer in REWARDS else 2
     assert [r["step"] for r in reference] == list(range(0, 7, every))
     assert reference[1]["rewards_raw"] is not None
     # the mixture really moved away from where it started: a learned blend, not a static one
     assert max(abs(reference[-1]["weights"][n] - reference[0]["weights"][n]) for n in reference[0]["weights"]) > 1e-3
+    if mixer == "doremi_budget":  # the first update scores all 3 datasets, every later one the rotation's 2
+        assert [len(r["rewards_raw"]) for r in reference[1:]] == [3, 2, 2]
     golden = load_golden()["mos_weights"].get(mixer)
     for layout, records in mixtures.items():
         assert [r["step"] for r in records] == [r["step"] for r in reference], layout

@@ -1,6 +1,8 @@
 """The reward hook on a real tiny megatron-core model (one gloo rank in one spawned process, which runs the
 four scenarios one after the other: one start-up instead of four):
-- at step 0 (theta = theta0) Diff rewards are exactly 1 for every dataset, with the reference pool;
+- at step 0 (theta = theta0) Diff rewards are exactly 1 for every dataset with a live theta0 and with the
+  reference pool in padded reward rows; within 1e-6 with the pool in packed rows (the pool and the reward
+  mini-batch pack their examples into different rows, so float rounding differs);
 - CosSim from our hook equals the same formula computed with HF transformers on the exported model (1e-4);
 - a non-finite reward skips the update without stopping training."""
 
@@ -25,10 +27,10 @@ def _trainer(run_dir: str, *overrides: str):
     return Trainer(config, parallel)
 
 
-def _diff_at_step0(run_dir: str, reference: str):
+def _diff_at_step0(run_dir: str, reference: str, pack: bool = True):
     from mos_nemo.engine.parallel import destroy_parallel
 
-    trainer = _trainer(run_dir, "mixing.reward=diff", f"mixing.reference={reference}")
+    trainer = _trainer(run_dir, "mixing.reward=diff", f"mixing.reference={reference}", f"mixing.reward_pack={pack}")
     trainer.reward_hook.prepare(trainer.model[0])
     rewards = [trainer.reward_hook.compute_raw_rewards(trainer.model[0], step) for step in (0, 1)]
     destroy_parallel()
@@ -36,11 +38,16 @@ def _diff_at_step0(run_dir: str, reference: str):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("reference", ["pool", "live"])
-def test_diff_reward_is_exactly_one_before_training(scenarios, reference):
-    rewards = scenarios[f"diff_{reference}"]
-    for reward in rewards:  # two different reward mini-batches, same untouched model
+@pytest.mark.parametrize("scenario", ["diff_pool_padded", "diff_live"])
+def test_diff_reward_is_exactly_one_before_training(scenarios, scenario):
+    for reward in scenarios[scenario]:  # two different reward mini-batches, same untouched model
         assert reward == [1.0, 1.0, 1.0]
+
+
+@pytest.mark.slow
+def test_diff_reward_with_the_pool_in_packed_rows_is_one_before_training(scenarios):
+    for reward in scenarios["diff_pool"]:
+        assert max(abs(r - 1.0) for r in reward) < 1e-6
 
 
 def _cossim_hook_and_export(run_dir: str):
@@ -123,6 +130,7 @@ def test_non_finite_reward_skips_the_update_and_training_goes_on(scenarios):
 
 def _all_scenarios(root: str) -> dict:
     return {"diff_pool": _diff_at_step0(f"{root}/diff_pool", "pool"),
+            "diff_pool_padded": _diff_at_step0(f"{root}/diff_pool_padded", "pool", pack=False),
             "diff_live": _diff_at_step0(f"{root}/diff_live", "live"),
             "cossim": _cossim_hook_and_export(f"{root}/cossim"),
             "nan": _training_with_nan_rewards(f"{root}/nan")}

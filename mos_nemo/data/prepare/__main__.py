@@ -25,6 +25,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     paper.add_argument("--source-root", default=None, help="read the hub repositories from ROOT/owner/name "
                        "instead of downloading (default: $MOS_NEMO_HUB_ROOT if set)")
     paper.add_argument("--no-progress", action="store_true", help="no progress bars")
+    paper.add_argument("--p3-separate", action="store_true", help="also write OUT/nlp/SUBSET.jsonl, one file per "
+                       "P3 subset, to train on as separate datasets ({source: OUT/nlp, per_file: true})")
     ifd = commands.add_parser("ifd", help="Instruction-Following Difficulty and top-k%% selection (Table 3)")
     ifd.add_argument("--data", required=True, help="folder of NAME.jsonl to score (prepare paper's OUT/full)")
     ifd.add_argument("--model", required=True, help="local HF causal LM folder (paper: Qwen1.5-0.5B)")
@@ -46,13 +48,17 @@ def main(argv: list[str] | None = None) -> int:
             from mos_nemo.data.prepare.paper import prepare_paper
 
             manifest = prepare_paper(args.out, seed=args.seed, fraction=args.fraction, per_subset=args.p3_per_subset,
-                                     source_root=args.source_root, progress=not args.no_progress)
+                                     source_root=args.source_root, progress=not args.no_progress,
+                                     separate_p3=args.p3_separate)
             print((Path(args.out) / "stats.md").read_text(), end="")
             for name, entry in manifest["datasets"].items():
                 why = f" (first: {entry['first_dropped']})" if entry.get("first_dropped") else ""
                 print(f"{name}: kept {entry['kept']} of {entry['read']} records, dropped {entry['dropped']}{why}; "
                       f"{entry['examples']} in the {args.fraction:g} sample")
             print(f"wrote {args.out}/{{math,medicine,general,nlp}}.jsonl and {args.out}/manifest.json")
+            if manifest.get("p3_subsets"):
+                print(f"wrote {len(manifest['p3_subsets'])} P3 subsets to {args.out}/nlp/SUBSET.jsonl "
+                      f"(train on them with {{source: {args.out}/nlp, per_file: true}})")
         else:
             from mos_nemo.data.prepare.ifd import prepare_ifd
 

@@ -63,8 +63,12 @@ FILTERS = (
 
 def prepare_paper(out: str | Path, seed: int = 1234, fraction: float = 0.1, per_subset: int = 1000,
                   source_root: str | Path | None = None, sources: Iterable[PaperSource] = PAPER_SOURCES,
-                  progress: bool = True) -> dict:
-    """Prepare every source into ``out``; returns the manifest (also written to ``out/manifest.json``)."""
+                  progress: bool = True, separate_p3: bool = False) -> dict:
+    """Prepare every source into ``out``; returns the manifest (also written to ``out/manifest.json``).
+
+    ``separate_p3``: also write ``out/nlp/SUBSET.jsonl``, a random ``fraction`` of each P3 subset's rows, so
+    that ``{source: out/nlp, per_file: true}`` trains on every subset as a dataset of its own.
+    """
     if not 0 < fraction <= 1:
         raise MosDataError(f"--fraction {fraction}: must lie in (0, 1], e.g. 0.1")
     if per_subset < 1:
@@ -84,10 +88,20 @@ def prepare_paper(out: str | Path, seed: int = 1234, fraction: float = 0.1, per_
             done = _build_full(source, repo, full, settings, progress)
         entry, stats[source.name] = _subsample(full, out / f"{source.name}.jsonl", source.name, seed, fraction)
         manifest["datasets"][source.name] = {**done, "format": source.format, **entry}
+        if separate_p3 and not source.data_files:
+            manifest["p3_subsets"] = _separate_subsets(out, source.name, seed, fraction)
     manifest["table6"] = {name: s.summary() for name, s in stats.items()}
     (out / "stats.md").write_text(table6(stats))
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
+
+
+def _separate_subsets(out: Path, name: str, seed: int, fraction: float) -> dict:
+    """``out/NAME/SUBSET.jsonl`` for every P3 subset (each its own random ``fraction``); their counts."""
+    (out / name).mkdir(exist_ok=True)
+    parts = sorted((out / "full" / f"{name}.parts").glob("*.jsonl"))
+    return {part.stem: _subsample(part, out / name / part.name, f"{name}/{part.stem}", seed, fraction)[0]
+            for part in parts}
 
 
 def _done_path(data: Path) -> Path:

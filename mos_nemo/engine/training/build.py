@@ -201,8 +201,8 @@ def build_reward_hook(config: MosConfig, datasets: list[TokenizedDataset], model
     """
     if config.mixing.strategy == Strategy.static:
         return None
-    from mos_nemo.engine.training.reward_hook import (DEFAULT_NLL_BATCH, DEFAULT_REWARD_BATCH, MixingHook,
-                                                      ScoringSetup)
+    from mos_nemo.engine.training.reward_hook import MixingHook, ScoringSetup
+    from mos_nemo.mixing.budget import reward_batch_of
     from mos_nemo.engine.training.reward_pass import reward_width
 
     mixing, names = config.mixing, [d.name for d in datasets]
@@ -210,14 +210,13 @@ def build_reward_hook(config: MosConfig, datasets: list[TokenizedDataset], model
                         target=names.index(mixing.target) if mixing.target else None)
     setup = ScoringSetup(parallel=parallel, micro_batch_size=config.train.micro_batch_size,
                          seq_length=reward_width(datasets, config.train.seq_length), pad_id=pad_id,
-                         hidden_size=model_config.hidden_size)
+                         hidden_size=model_config.hidden_size, pack=mixing.reward_pack)
     reference_model = None
     if "nll" in mixer.needs and (mixing.reference == Reference.live or mixing.reference_model is not None):
         folder = Path(mixing.reference_model).expanduser() if mixing.reference_model is not None else hf_folder
         reference_model = build_training_model(config, model_config, folder, parallel).eval()
         reference_model.requires_grad_(False)
-    default_batch = DEFAULT_REWARD_BATCH[mixing.reward] if mixing.strategy == Strategy.mos else DEFAULT_NLL_BATCH
-    return MixingHook(mixer, datasets, setup, reward_batch=mixing.reward_batch or default_batch,
+    return MixingHook(mixer, datasets, setup, reward_batch=reward_batch_of(mixing),
                       update_every=mixing.update_every, seed=config.run.seed, reference=mixing.reference,
                       reference_pool=mixing.reference_pool, reference_model=reference_model,
-                      diff_tokens=mixing.diff_tokens)
+                      diff_tokens=mixing.diff_tokens, reward_budget=mixing.reward_budget)

@@ -156,13 +156,15 @@ class Trainer:
         update = self.reward_hook(self.model[0], self.step)
         self.blend.set_weights(update.weights)
         as_dict = lambda values: None if values is None else dict(zip(self.names, values.tolist()))  # noqa: E731
-        self.logger.log_mixture(self.step, self._weights(), self._counts(), as_dict(update.rewards_raw),
-                                as_dict(update.rewards))
+        raw = as_dict(update.rewards_raw)
+        if raw is not None and update.scored is not None:  # reward budget: only the scored have a raw reward
+            raw = {name: value for (name, value), scored in zip(raw.items(), update.scored.tolist()) if scored}
+        self.logger.log_mixture(self.step, self._weights(), self._counts(), raw, as_dict(update.rewards))
         self.mixing_seconds += time.perf_counter() - started
         if update.skipped:
             self.logger.print(f"step {self.step}: mixing update skipped (non-finite reward); weights kept")
         else:
-            shown = format_weights(self._weights())
+            shown = format_weights(self._weights(), self.logger.start_weights())
             mixing = self.config.mixing
             what = f"MoS update ({mixing.reward}, " if mixing.strategy == "mos" else f"{mixing.strategy} update ("
             self.logger.print(f"step {self.step}: {what}{update.seconds:.2f}s) -> weights {shown}")

@@ -1,16 +1,17 @@
 """The mixing hook: every S steps, score each dataset with the model as the mixer asks, and update the mixture.
 
 For MoS, Algorithm 1, lines 6-11, made parallelism-aware (docs/algorithm.md, "Rewards under TP, PP and DP"):
-1. draw one reward mini-batch of L examples per dataset, keyed on (seed, step, dataset), the same on all ranks;
+1. draw one reward mini-batch of L examples per dataset, keyed on (seed, step, dataset), the same on all ranks
+   (under ``mixing.reward_budget``, of the K datasets the rotation scores now; mixing/budget.py);
 2. score it with the forward-only schedule (``reward_pass.score_examples``): per-example NLL and pooled
    hidden states, all-reduced so every rank holds the same tables;
 3. the mixer's update on every rank from identical inputs (MoS: CosSim Eq. 8 or Diff Eq. 10, MoSpec if a
    target is set, then EMA and REINFORCE; DoReMi: the excess loss; ODM: the observed training losses);
 4. broadcast p from global rank 0, so every rank hands bit-identical weights to its blend.
 
-theta0 for Diff and DoReMi (``reference``): ``pool`` (default) draws a fixed pool of examples per dataset before
-training and scores it once with theta0; reward mini-batches are then drawn from the pool and compared
-with the kept NLL, so no second model is held. ``live`` keeps a frozen theta0 model and scores both.
+theta0 for Diff and DoReMi (``reference``): ``pool`` (default) draws a fixed pool of examples per dataset
+before training (``reference_pool`` each, fewer under a reward budget) and scores it once with theta0;
+reward mini-batches are then drawn from the pool and compared with the kept NLL, so no second model is held. ``live`` keeps a frozen theta0 model and scores both.
 ``mixing.reference_model`` (an HF folder) takes theta0's place in either form.
 Diff's NLL covers the response tokens (Eq. 9) or, with ``diff_tokens="sequence"``, the whole example.
 """
@@ -30,14 +31,13 @@ from mos_nemo.data import reward_example_ids
 from mos_nemo.engine.parallel import ParallelState
 from mos_nemo.engine.training.reward_pass import RewardRows, gather_examples, pooled_dataset_embeddings, score_examples
 from mos_nemo.errors import MosConfigError
+from mos_nemo.mixing.budget import (DEFAULT_REWARD_BATCH, RewardRotation, datasets_per_update,  # noqa: F401
+                                    reference_pool_per_dataset)
 from mos_nemo.mixing.mixer import Mixer, MixerInputs
 
 logger = logging.getLogger(__name__)
 
 _POOL_STEP = -1  # the key of the reference-pool draw; training steps are >= 0
-# mixing.reward_batch = null: the authors' code scores 8 x 8 examples for CosSim and 8 x 2 for Diff.
-DEFAULT_REWARD_BATCH = {"cossim": 64, "diff": 16}
-DEFAULT_NLL_BATCH = 16  # DoReMi's excess loss scores like Diff
 
 
 @dataclass
@@ -50,6 +50,7 @@ class MixtureUpdate:
     rewards: torch.Tensor | None  # [N] float64, smoothed (Eq. 11); None if the update was skipped first
     skipped: bool
     seconds: float
+    scored: torch.Tensor | None = None  # [N] bool under mixing.reward_budget: the datasets scored; None: all
 
 
 @dataclass
@@ -61,6 +62,7 @@ class ScoringSetup:
     seq_length: int
     pad_id: int
     hidden_size: int
+    pack: bool = True  # mixing.reward_pack: examples packed into rows (segment-aware attention)
 
 
 class MixingHook:
@@ -84,6 +86,7 @@ class MixingHook:
         reference_pool: int = 1024,
         reference_model: torch.nn.Module | None = None,
         diff_tokens: str = "response",
+        reward_budget: int | None = None,
     ):
         if reference not in Reference.values():
             raise MosConfigError(f"mixing.reference = {reference!r}: choose one of {Reference.values()}")
@@ -101,6 +104,11 @@ class MixingHook:
         self.diff_tokens = diff_tokens
         self.pool_ids: list[torch.Tensor] | None = None  # per dataset, example ids of the reference pool
         self.pool_nll: list[torch.Tensor] | None = None  # per dataset, theta0's NLL of each pool example
+        # mixing.reward_budget: K datasets scored per update in rotation (all N without a budget, or when the
+        # mixer scores nothing); mixing/budget.py
+        scores = bool({"embeddings", "nll"} & set(mixer.needs))
+        per_update = datasets_per_update(reward_budget if scores else None, reward_batch, len(self.datasets))
+        self.rotation = RewardRotation(len(self.datasets), per_update, seed)
 
     @property
     def uses_pool(self) -> bool:
@@ -124,10 +132,10 @@ class MixingHook:
         if self.reference_model is not None:
             model, self.reference_model = self.reference_model, None
         started = time.perf_counter()
-        ids = [
-            reward_example_ids(len(ds), min(self.reference_pool, len(ds)), self.seed, _POOL_STEP, i)
-            for i, ds in enumerate(self.datasets)
-        ]
+        size = reference_pool_per_dataset(self.reference_pool, self.reward_batch, len(self.datasets),
+                                          self.rotation.per_update)  # bounded under a reward budget
+        ids = [reward_example_ids(len(ds), min(size, len(ds)), self.seed, _POOL_STEP, i)
+               for i, ds in enumerate(self.datasets)]
         logger.info("MoS: scoring the theta0 reference pool for Diff (%d examples, once; kept in checkpoints) ...",
                     sum(len(p) for p in ids))
         scored = self._score(model, gather_examples(self.datasets, ids), with_embeddings=False)
@@ -138,53 +146,58 @@ class MixingHook:
 
     # ---- the scored signals ---------------------------------------------------------------------
     def score_inputs(self, model: torch.nn.Module, step: int) -> MixerInputs:
-        """The signals ``mixer.needs`` for step ``step``, identical on every rank."""
+        """The signals ``mixer.needs`` for step ``step``, identical on every rank. Under a reward budget only
+        the rotation's K datasets are scored; the others' rows are their latest scored ones."""
+        scored = self.rotation.scored(step // self.update_every, self.mixer.availability)  # [N] bool
         inputs = MixerInputs(step=step)
         if "embeddings" in self.mixer.needs:
-            scored = self._score(model, self._draw_rows(step), with_embeddings=True)
-            inputs.embeddings = pooled_dataset_embeddings(scored)
+            result = self._score(model, self._draw_rows(step, scored), with_embeddings=True)
+            inputs.embeddings = pooled_dataset_embeddings(result)  # NaN rows where not scored
         if "nll" in self.mixer.needs:
             nll_against_theta0 = self._nll_pool if self.reference == Reference.pool else self._nll_live
-            inputs.nll, inputs.nll_ref, inputs.mask = nll_against_theta0(model, step)
-        return inputs
+            inputs.nll, inputs.nll_ref, inputs.mask = nll_against_theta0(model, step, scored)
+        return self.rotation.complete(inputs, scored)
 
     def compute_raw_rewards(self, model: torch.nn.Module, step: int) -> torch.Tensor:
         """MoS's raw rewards R'(i) [N] float64 (CosSim or Diff) of the current model at step ``step``."""
         return self.mixer.raw_rewards(self.score_inputs(model, step))
 
-    def _draw_rows(self, step: int) -> RewardRows:
+    def _draw_rows(self, step: int, scored: torch.Tensor) -> RewardRows:
+        """L examples of each scored dataset, none of the others."""
         ids = [
-            reward_example_ids(len(ds), self.reward_batch, self.seed, step, i)
+            reward_example_ids(len(ds), self.reward_batch if scored[i] else 0, self.seed, step, i)
             for i, ds in enumerate(self.datasets)
         ]
         return gather_examples(self.datasets, ids)
 
-    def _nll_live(self, model: torch.nn.Module, step: int):
+    def _nll_live(self, model: torch.nn.Module, step: int, scored: torch.Tensor):
         """(NLL, theta0's NLL, mask) [N, L] of a fresh reward mini-batch, theta0 a frozen model."""
-        rows = self._draw_rows(step)
+        rows = self._draw_rows(step, scored)
         scored = self._score(model, rows, with_embeddings=False)
         reference = self._score(self.reference_model, rows, with_embeddings=False)
         return scored.nll, reference.nll, scored.present
 
-    def _nll_pool(self, model: torch.nn.Module, step: int):
+    def _nll_pool(self, model: torch.nn.Module, step: int, scored: torch.Tensor):
         """(NLL, theta0's NLL, mask) [N, L] of a reward mini-batch drawn from the reference pool."""
         if self.pool_nll is None:
             raise MosConfigError("the reference pool was never scored: call prepare(model) before training")
         positions = [
-            reward_example_ids(len(pool), self.reward_batch, self.seed, step, i)
+            reward_example_ids(len(pool), self.reward_batch if scored[i] else 0, self.seed, step, i)
             for i, pool in enumerate(self.pool_ids)
         ]
         ids = [pool[pos] for pool, pos in zip(self.pool_ids, positions)]
-        scored = self._score(model, gather_examples(self.datasets, ids), with_embeddings=False)
-        nll_ref = torch.stack([nll[pos] for nll, pos in zip(self.pool_nll, positions)])  # [N, L]
-        return scored.nll, nll_ref, scored.present
+        result = self._score(model, gather_examples(self.datasets, ids), with_embeddings=False)
+        nll_ref = torch.zeros_like(result.nll)  # [N, L]; rows not scored stay 0 (replaced by the kept ones)
+        for i, (nll, pos) in enumerate(zip(self.pool_nll, positions)):
+            nll_ref[i, : len(pos)] = nll[pos]
+        return result.nll, nll_ref, result.present
 
     def _score(self, model: torch.nn.Module, rows: RewardRows, with_embeddings: bool):
         s = self.setup
         return score_examples(
             model, rows, parallel=s.parallel, micro_batch_size=s.micro_batch_size, seq_length=s.seq_length,
             pad_id=s.pad_id, hidden_size=s.hidden_size, with_embeddings=with_embeddings,
-            nll_tokens=self.diff_tokens,
+            nll_tokens=self.diff_tokens, pack=s.pack,
         )
 
     def __call__(self, model: torch.nn.Module, step: int) -> MixtureUpdate:
@@ -197,13 +210,14 @@ class MixingHook:
         return MixtureUpdate(
             step=step, weights=weights, rewards_raw=self.mixer.rewards_raw, rewards=self.mixer.rewards,
             skipped=self.mixer.num_skipped > skipped_before, seconds=time.perf_counter() - started,
+            scored=inputs.scored,
         )
 
     # ---- state ----------------------------------------------------------------------------------
     def state_dict(self) -> dict:
         # "mos" is the mixer's state under its historical key, so earlier MoS checkpoints still load.
         return {"mos": self.mixer.state_dict(), "pool_ids": self.pool_ids, "pool_nll": self.pool_nll,
-                "diff_tokens": self.diff_tokens}
+                "diff_tokens": self.diff_tokens, "rotation": self.rotation.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         saved = state.get("diff_tokens", "response")
@@ -212,6 +226,7 @@ class MixingHook:
                                  f"has {self.diff_tokens}: resume with mixing.diff_tokens={saved}")
         self.mixer.load_state_dict(state["mos"])
         self.pool_ids, self.pool_nll = state["pool_ids"], state["pool_nll"]
+        self.rotation.load_state_dict(state.get("rotation"))
         if self.uses_pool and self.pool_nll is not None:  # the reference's pool NLL came with the checkpoint
             self.reference_model = None
 

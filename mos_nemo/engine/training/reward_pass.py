@@ -10,32 +10,35 @@ same two tables:
 - ``embeddings`` [N, L, H]: mean over the example's non-pad tokens of the final hidden states after the
   final norm, e_j of Eq. 7 (gathered along the sequence first if sequence parallel is on).
 
-Layout independence: the N*L examples are split into contiguous slices over DP ranks; each rank writes its
-examples' rows into zero tables, and one all-reduce over the world sums them. Only the last PP stage with
+Layout independence: the rows are shared out over DP ranks; each rank writes its
+examples' results into zero tables, and one all-reduce over the world sums them. Only the last PP stage with
 TP rank 0 writes, and every other contribution is an exact zero, so the tables are the same on every rank
 and do not depend on how many ranks computed them (up to the model's own TP numerics).
 
-Determinism: every micro batch has ``micro_batch_size`` rows padded to one run-wide width (``reward_width``:
-the longest example of the datasets rounded up to 128, at most seq_length), so an example's numbers do not
-depend on which other examples share its micro batch, and shapes never change during the run. That is
-what makes Diff = 1 exactly at step 0, whether theta0's NLL was scored earlier (the reference pool) or now.
-Attention is causal without a mask (right padding is invisible to real tokens); the loss and pooling masks
-are moved to the device with the batch. CosSim needs only e_j: its pass skips the output layer and the
-cross entropy (GPTModel returns the final hidden states when ``post_process`` is off), and ``nll`` is zero.
+Rows (``mos_nemo.data.reward_rows``): by default the examples are packed into rows of one run-wide width
+(``reward_width``: the longest example of the datasets rounded up to 128, at most seq_length), each example
+its own segment with position ids from 0 and attention causal within the segment (the training path for
+packed rows, ``model_inputs``), so an example's numbers are those of the example alone up to float rounding
+(tests/unit/engine/test_packed_reward_pass.py: 1e-5 in fp32) while a row holds many examples. ``pack=False`` puts
+one example per row at that width (causal attention without a mask; right padding is invisible to real
+tokens). Shapes never change during the run. Per-example sums are taken per (row, segment) in one
+scatter-add (``segment_means``); the loss and pooling masks move to the device with the batch. CosSim
+needs only e_j: its pass skips the output layer and the cross entropy (GPTModel returns the final hidden
+states when ``post_process`` is off), and ``nll`` is zero.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 
-from mos_nemo.data import collate_sft
+from mos_nemo.data.reward_rows import Member, reward_micro_batches
 from mos_nemo.engine.cpu import device_mode
-from mos_nemo.engine.model.inputs import model_inputs, to_device
+from mos_nemo.engine.model.inputs import model_inputs, schedule_shape, to_device
+from mos_nemo.engine.model.layer_spec import transformer_engine_available
 from mos_nemo.engine.parallel import ParallelState
 from mos_nemo.engine.training.step import unwrap
 
@@ -68,32 +71,6 @@ class ScoredExamples:
     present: torch.Tensor  # [N, L] bool, False where dataset i has fewer than L examples
 
 
-def _rank_slice(total: int, parallel: ParallelState) -> range:
-    """This DP rank's contiguous share of ``total`` rows (the first ranks take one more when uneven)."""
-    base, extra = divmod(total, parallel.dp)
-    start = parallel.dp_rank * base + min(parallel.dp_rank, extra)
-    return range(start, start + base + (1 if parallel.dp_rank < extra else 0))
-
-
-def _micro_batches(rows: RewardRows, parallel: ParallelState, micro_batch_size: int, seq_length: int, pad_id: int):
-    """This rank's micro batches, each with the (dataset, slot) of every row (-1 for filler rows)."""
-    flat = [(i, j) for i, examples in enumerate(rows.examples) for j in range(len(examples))]
-    mine = [flat[k] for k in _rank_slice(len(flat), parallel)]
-    # Every rank runs the same number of micro batches, so that PP stages of one pipeline stay in step.
-    per_rank = math.ceil(len(flat) / parallel.dp)
-    count = max(1, math.ceil(per_rank / micro_batch_size))
-    filler = flat[0]  # a real example whose results are discarded keeps shapes and masks valid
-    padded = mine + [(-1, -1)] * (count * micro_batch_size - len(mine))
-    batches = []
-    for start in range(0, len(padded), micro_batch_size):
-        slots = padded[start : start + micro_batch_size]
-        examples = [rows.examples[i][j] if i >= 0 else rows.examples[filler[0]][filler[1]] for i, j in slots]
-        batch = collate_sft(examples, pad_id=pad_id, pad_to_multiple_of=seq_length, seq_length=seq_length)
-        batch["slots"] = slots
-        batches.append(batch)
-    return batches
-
-
 def score_examples(
     model: torch.nn.Module,
     rows: RewardRows,
@@ -105,10 +82,12 @@ def score_examples(
     hidden_size: int,
     with_embeddings: bool,
     nll_tokens: str = "response",
+    pack: bool = True,
 ) -> ScoredExamples:
     """Run ``rows`` through the forward-only schedule in eval mode; return the all-reduced tables.
 
     ``nll_tokens``: "response" (Eq. 9) or "sequence" (all tokens of the example, ``mixing.diff_tokens``).
+    ``pack``: examples packed into rows of ``seq_length`` (segment-aware attention) or one per row.
     """
     if nll_tokens not in ("response", "sequence"):
         raise ValueError(f"nll_tokens = {nll_tokens!r}: choose response or sequence")
@@ -122,7 +101,10 @@ def score_examples(
     present = torch.zeros(n, l, dtype=torch.bool)
     for i, examples in enumerate(rows.examples):
         present[i, : len(examples)] = True
-    batches = _micro_batches(rows, parallel, micro_batch_size, seq_length, pad_id)
+    batches = reward_micro_batches(rows.examples, width=seq_length, micro_batch_size=micro_batch_size, pad_id=pad_id,
+                                   dp=parallel.dp, dp_rank=parallel.dp_rank, pack=pack)
+    use_te = transformer_engine_available()
+    schedule_seq_length, schedule_micro_batch = schedule_shape(batches[0], use_te)
     gpt = unwrap(model)
     captured: list[torch.Tensor] = []
     writes = parallel.is_last_stage and parallel.tp_rank == 0
@@ -134,27 +116,31 @@ def score_examples(
         captured.append(hidden)
 
     def forward_step(data_iterator, _model):
-        slots, batch = next(data_iterator)
+        members, batch = next(data_iterator)
         if nll_tokens == "sequence" and not with_embeddings:
             batch["labels"], batch["loss_mask"] = _sequence_targets(batch)
         # CosSim: no labels, and post_process is off below, so the last stage returns hidden states.
-        output = _model(**model_inputs(batch, use_te=False, with_labels=not with_embeddings))
-        return output, lambda result, non_loss_data=True: _record(slots, batch, result)
+        output = _model(**model_inputs(batch, use_te, with_labels=not with_embeddings))
+        return output, lambda result, non_loss_data=True: _record(members, batch, result)
 
-    def _record(slots, batch, result):  # result: per-token loss [b, s] (Diff) or hidden states (CosSim)
-        rows = torch.tensor([k for k, (i, _) in enumerate(slots) if i >= 0], dtype=torch.long)
-        places = tuple(torch.tensor([slot[axis] for slot in slots if slot[0] >= 0]) for axis in (0, 1))
+    def _record(members, batch, result):  # result: per-token loss (Diff) or hidden states (CosSim)
+        if not members:  # a micro batch of empty rows (a rank with fewer rows than the others)
+            if with_embeddings:
+                captured.pop(0)
+            return None
+        places = tuple(torch.tensor([m[axis] for m in members]) for axis in (2, 3))  # (dataset, slot)
+        b, s = batch["segment_ids"].shape
         if with_embeddings:
-            hidden = captured.pop(0).transpose(0, 1).double()  # [b, s, h]
-            token_mask = (batch["segment_ids"] != 0).to(torch.float64)  # [b, s], on the device
-            row_embedding = (hidden * token_mask.unsqueeze(-1)).sum(1) / token_mask.sum(1, keepdim=True)  # [b, h]
+            hidden = captured.pop(0).transpose(0, 1).reshape(b, s, -1).double()  # [b, s, h] (THD: [1, b*s, h])
+            tokens = batch["segment_ids"] != 0  # [b, s], on the device
+            example_embedding = segment_means(hidden, tokens.to(torch.float64), batch["segment_ids"], members)
             if writes:
-                embeddings[places] = row_embedding[rows.to(device)]
+                embeddings[places] = example_embedding  # [k, h]
         else:
-            loss_mask = batch["loss_mask"].to(torch.float64)  # [b, s], on the device
-            row_nll = (result.double() * loss_mask).sum(1) / loss_mask.sum(1).clamp(min=1)  # [b]
+            loss = result.double().reshape(b, s).unsqueeze(-1)  # [b, s, 1]
+            example_nll = segment_means(loss, batch["loss_mask"].to(torch.float64), batch["segment_ids"], members)
             if writes:
-                nll[places] = row_nll[rows.to(device)]
+                nll[places] = example_nll[:, 0]  # [k]
         return None
 
     handle = gpt.decoder.register_forward_hook(keep_hidden) if (with_embeddings and parallel.is_last_stage) else None
@@ -170,11 +156,11 @@ def score_examples(
         with torch.no_grad(), device_mode():
             get_forward_backward_func()(
                 forward_step_func=forward_step,
-                data_iterator=iter([(b.pop("slots"), to_device(b, device)) for b in batches]),
+                data_iterator=iter([(b.pop("members"), to_device(b, device)) for b in batches]),
                 model=[model],
                 num_microbatches=len(batches),
-                seq_length=seq_length,
-                micro_batch_size=micro_batch_size,
+                seq_length=schedule_seq_length,
+                micro_batch_size=schedule_micro_batch,
                 forward_only=True,
                 collect_non_loss_data=True,
             )
@@ -203,6 +189,22 @@ def _sequence_targets(batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
     labels = torch.full_like(batch["tokens"], -100)
     labels[:, :-1] = torch.where(has_next[:, :-1], batch["tokens"][:, 1:], labels[:, :-1])
     return labels, has_next.to(torch.float32)
+
+
+def segment_means(values: torch.Tensor, weights: torch.Tensor, segment_ids: torch.Tensor,
+                  members: Sequence[Member]) -> torch.Tensor:
+    """[k, c]: for each member (row r, segment g), sum_t weights[r, t] * values[r, t] / sum_t weights[r, t]
+    over the tokens t of segment g of row r (a weight sum of 0 counts as 1: no response token gives 0).
+
+    values [b, s, c], weights [b, s], segment_ids [b, s]; one scatter-add for the whole micro batch.
+    """
+    b, s, c = values.shape
+    key = (torch.arange(b, device=segment_ids.device)[:, None] * (s + 1) + segment_ids).flatten()  # [b*s]
+    sums = torch.zeros(b * (s + 1), c, dtype=values.dtype, device=values.device)
+    sums.index_add_(0, key, (values * weights.unsqueeze(-1)).reshape(b * s, c))
+    counts = torch.zeros(b * (s + 1), dtype=weights.dtype, device=weights.device).index_add_(0, key, weights.flatten())
+    wanted = torch.tensor([m.row * (s + 1) + m.segment for m in members], device=values.device)  # [k]
+    return sums[wanted] / counts[wanted].clamp(min=1).unsqueeze(-1)
 
 
 def pooled_dataset_embeddings(scored: ScoredExamples) -> torch.Tensor:

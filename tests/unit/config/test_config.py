@@ -119,6 +119,7 @@ def test_empty_dataset_list():
     (["mixing.strategy=odm", "mixing.target=chat"], "mixing.target"),  # MoSpec's key, ignored by odm
     (["mixing.strategy=doremi", "mixing.reference_model=/no/such/model"], "mixing.reference_model"),
     (["mixing.odm_alpha=1.0"], "mixing.odm_alpha"),
+    (["mixing.reward_budget=0"], "mixing.reward_budget"),
     (["train.max_steps=null"], "train.max_steps"),
     (["train.epochs=2"], "train.max_steps"),  # both set
     (["optim.lr=0"], "optim.lr"),
@@ -128,6 +129,24 @@ def test_empty_dataset_list():
 ])
 def test_semantic_errors_name_the_key(overrides, key):
     assert key in _error(overrides)
+
+
+@pytest.mark.parametrize("overrides, why", [
+    (["mixing.strategy=odm", "mixing.reward_budget=64"], "scores nothing"),
+    (["mixing.strategy=mos", "mixing.reward_budget=32"], "L = 64"),  # CosSim's default L
+    (["mixing.strategy=mos", "mixing.reward=diff", "mixing.reward_budget=8"], "L = 16"),
+    (["mixing.strategy=doremi", "mixing.reward_batch=8", "mixing.reward_budget=4"], "L = 8"),
+])
+def test_a_reward_budget_the_mixer_cannot_use_is_refused_before_any_work(overrides, why):
+    message = _error(overrides)
+    assert message.startswith("mixing.reward_budget") and why in message
+
+
+def test_a_reward_budget_for_a_scoring_mixer_is_accepted():
+    for overrides in (["mixing.strategy=mos", "mixing.reward_budget=64"],
+                      ["mixing.strategy=doremi", "mixing.reward_budget=16"],
+                      ["mixing.strategy=static", "mixing.reward_budget=1"]):  # static ignores it, as it does target
+        validate(compose_config("tiny_cpu", overrides), world_size=1)
 
 
 def test_valid_overrides_are_typed():

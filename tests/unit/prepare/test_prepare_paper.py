@@ -161,3 +161,20 @@ def test_the_paper_recipes_read_the_prepared_folder(prepared, monkeypatch):
     for dataset in config.datasets:
         records = read_source(dataset).records
         assert len(records) == len(_lines(out / f"{dataset.name}.jsonl")) and dataset.format == "messages"
+
+
+def test_p3_subsets_as_separate_datasets(hub, tmp_path):
+    from mos_nemo.config import compose_config
+
+    out = tmp_path / "paper"
+    done = subprocess.run([sys.executable, "-m", "mos_nemo.data.prepare", "paper", "--out", str(out),
+                           "--source-root", str(hub), "--seed", "7", "--p3-separate", "--no-progress"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    counts = {s: len(_lines(out / "nlp" / f"{s}.jsonl")) for s in ("sub_a", "sub_b", "sub_c")}
+    assert counts == {"sub_a": 100, "sub_b": 100, "sub_c": 70}  # a random 10% of each subset's rows
+    for subset in counts:
+        assert all(r["messages"][0]["content"].startswith(f"{subset}-") for r in _lines(out / "nlp" / f"{subset}.jsonl"))
+    assert json.loads((out / "manifest.json").read_text())["p3_subsets"]["sub_c"]["examples"] == 70
+    config = compose_config("tiny_cpu", [f"datasets=[{{source: '{out}/nlp', per_file: true}}]"])
+    assert [d.name for d in config.datasets] == ["sub_a", "sub_b", "sub_c"]
