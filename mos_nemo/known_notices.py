@@ -1,0 +1,49 @@
+"""Three third-party notices that tell a mos_nemo user nothing they can act on, dropped by name.
+
+Each entry names one logger and the start of one message, so every other line of the same library (any
+other warning, and every error) still reaches the console and ``log.txt`` (``logs.configure_logging``
+routes megatron's loggers there). What each one is, and why it is noise here:
+
+- ``torch.utils.cpp_extension``: "No CUDA runtime is found, using CUDA_HOME=...", logged when that module
+  is imported (megatron-core imports it) on a machine with a CUDA toolkit but no GPU, e.g. the NGC image
+  on a CPU node. It says where torch would find nvcc to compile C++/CUDA extensions; we compile none.
+- ``megatron.core.models.gpt.gpt_model``: "GPTModel IS DEPRECATED" (megatron-core 0.19). We build
+  GPTModel deliberately: HybridModel does not exist in 0.15/0.16, which we support (docs/versions.md).
+- ``megatron.core.dist_checkpointing.strategies.torch``: "MCore's async save is deprecated" (0.19). We save
+  synchronously; megatron's own synchronous save runs through its "mcore" async machinery and logs the
+  notice on the first save all the same (docs/versions.md).
+
+The first one is logged at import time, before ``configure_logging`` runs, so the entry points call
+``drop_known_notices`` before they import megatron.
+"""
+
+from __future__ import annotations
+
+import logging
+
+KNOWN_NOTICES = (
+    ("torch.utils.cpp_extension", "No CUDA runtime is found, using CUDA_HOME="),
+    ("megatron.core.models.gpt.gpt_model", "GPTModel IS DEPRECATED."),
+    ("megatron.core.dist_checkpointing.strategies.torch", "MCore's async save is deprecated"),
+)
+
+
+class _DropNotice(logging.Filter):
+    """Drops the records of one logger whose message starts with ``start``, at WARNING or below."""
+
+    def __init__(self, start: str):
+        super().__init__()
+        self.start = start
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno > logging.WARNING or not str(record.msg).startswith(self.start)
+
+
+def drop_known_notices() -> None:
+    """Put a filter for each known notice on the logger that emits it (once per process; idempotent).
+
+    A logger's filter sees only the records logged on that logger, so nothing else is touched."""
+    for name, start in KNOWN_NOTICES:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropNotice) and f.start == start for f in logger.filters):
+            logger.addFilter(_DropNotice(start))
