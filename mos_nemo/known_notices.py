@@ -15,11 +15,23 @@ routes megatron's loggers there). What each one is, and why it is noise here:
 
 The first one is logged at import time, before ``configure_logging`` runs, so the entry points call
 ``drop_known_notices`` before they import megatron.
+
+A fourth is no log record: torch 2.9's gloo (the NGC 25.09 image's) writes "[Gloo] Rank R is connected to N
+peer ranks. Expected number of connected peer ranks is : N" to stdout (C++ ``std::cout``, no log level)
+for every gloo group each rank joins: about 50 lines at 2 ranks, since megatron-core makes a gloo twin of
+each of its groups. ``gloo_connection_lines_dropped`` holds stdout's file descriptor while the groups are
+made and writes back every other line, a rank that failed to connect included (torch 2.12+'s gloo logs
+the line at INFO, off by default).
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import re
+import sys
+import tempfile
+from contextlib import contextmanager
 
 KNOWN_NOTICES = (
     ("torch.utils.cpp_extension", "No CUDA runtime is found, using CUDA_HOME="),
@@ -47,3 +59,29 @@ def drop_known_notices() -> None:
         logger = logging.getLogger(name)
         if not any(isinstance(f, _DropNotice) and f.start == start for f in logger.filters):
             logger.addFilter(_DropNotice(start))
+
+
+_GLOO_CONNECTED = re.compile(
+    rb"\[Gloo\] Rank \d+ is connected to (\d+) peer ranks\. Expected number of connected peer ranks is : (\d+)")
+
+
+@contextmanager
+def gloo_connection_lines_dropped():
+    """stdout's file descriptor goes to a temporary file for the block; then every line written there is
+    written back to stdout, except gloo's "Rank R is connected to N peer ranks" where N is the expected
+    number. A process killed inside the block loses what it held."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 1)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            os.dup2(saved, 1)
+            os.close(saved)
+            held.seek(0)
+            for line in held.read().splitlines(keepends=True):
+                connected = _GLOO_CONNECTED.fullmatch(line.rstrip(b"\r\n"))
+                if connected is None or connected.group(1) != connected.group(2):
+                    os.write(1, line)

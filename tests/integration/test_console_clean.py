@@ -33,3 +33,17 @@ def test_console_and_log_txt_are_one_clean_record(tmp_path):
     assert index("building the model: llama, 2 layers") < index("datasets: arith=96")
     assert index("scoring the theta0 reference pool") < index("scored the theta0 reference pool") < index("step 1/4")
     assert index("saving checkpoint step 4 (final") < index("saved checkpoint")
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_a_torchrun_console_shows_only_log_txt_and_torchruns_banner(tmp_path):
+    """Two ranks under torchrun, final save included: every console line is in log.txt except torchrun's
+    own banner (its launcher process, torch/distributed/run.py, before any rank starts). With torch 2.9
+    gloo printed about 50 "[Gloo] Rank r is connected to n peer ranks" lines here."""
+    run = tmp_path / "run"
+    console = launch_training(run, "train.max_steps=2", "checkpoint.every=0", "mixing.strategy=static", nproc=2)
+    log = set((run / "log.txt").read_text().splitlines())
+    stray = [line for line in console.splitlines() if line not in log and "torch/distributed/run.py" not in line]
+    assert stray == [], "\n".join(stray[:20])
+    assert any(line.startswith("saved checkpoint") for line in log)
