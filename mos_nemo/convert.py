@@ -196,9 +196,7 @@ def _command(args) -> tuple:
 
 def main(argv=None) -> int:
     from mos_nemo.engine.launch import spawn_ranks
-    from mos_nemo.known_notices import drop_known_notices
 
-    drop_known_notices()  # before megatron is imported: one of them is logged at import time
     args = _parser().parse_args(argv)
     say(f"convert {args.command}: loading megatron-core")
     try:

@@ -13,15 +13,14 @@ routes megatron's loggers there). What each one is, and why it is noise here:
   synchronously; megatron's own synchronous save runs through its "mcore" async machinery and logs the
   notice on the first save all the same (docs/versions.md).
 
-The first one is logged at import time, before ``configure_logging`` runs, so the entry points call
-``drop_known_notices`` before they import megatron.
+The first one is logged while megatron is imported, before ``configure_logging`` runs, so
+``mos_nemo/engine/__init__.py`` calls ``drop_known_notices`` before any engine module imports megatron.
 
 A fourth is no log record: torch 2.9's gloo (the NGC 25.09 image's) writes "[Gloo] Rank R is connected to N
 peer ranks. Expected number of connected peer ranks is : N" to stdout (C++ ``std::cout``, no log level)
-for every gloo group each rank joins: about 50 lines at 2 ranks, since megatron-core makes a gloo twin of
-each of its groups. ``gloo_connection_lines_dropped`` holds stdout's file descriptor while the groups are
-made and writes back every other line, a rank that failed to connect included (torch 2.12+'s gloo logs
-the line at INFO, off by default).
+for every gloo group each rank joins: about 50 lines at 2 ranks, megatron-core's gloo groups included.
+``gloo_connection_lines_dropped`` holds stdout's file descriptor while the groups are made and writes back
+every other line, a rank that failed to connect included (torch 2.13's gloo no longer prints it by default).
 """
 
 from __future__ import annotations

@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any, Optional
 
 from mos_nemo.errors import MosDataError
-from mos_nemo.known_notices import drop_known_notices
 
 TRAIN_LOG = "train.jsonl"
 MIXTURE_LOG = "mixture.jsonl"
@@ -108,7 +107,6 @@ def configure_logging(run_dir: str | Path, rank: int) -> Path:
     if not sys.stderr.isatty():
         _quiet_third_party_bars()
     formatter = _Formatter()
-    drop_known_notices()
     # megatron's own loggers have no handler: without this, their warnings reach stderr only (and from every
     # rank), not log.txt. Its INFO chatter stays off, as before.
     for name, level in (("mos_nemo", logging.INFO), ("py.warnings", logging.INFO), ("megatron", logging.WARNING)):

@@ -95,9 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     from mos_nemo.engine.error_report import report_user_error
     from mos_nemo.engine.run_dir import check_writable
     from mos_nemo.errors import MosError
-    from mos_nemo.known_notices import drop_known_notices
 
-    drop_known_notices()  # before megatron is imported: one of them is logged at import time
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.cfg is not None:
         try:

@@ -8,6 +8,7 @@ import os
 
 import pytest
 
+import mos_nemo.engine  # noqa: F401 - sets the known notices' filters, before megatron is imported
 from mos_nemo.known_notices import KNOWN_NOTICES, drop_known_notices, gloo_connection_lines_dropped
 from mos_nemo.logs import configure_logging
 
