@@ -44,12 +44,7 @@ LATEST_PYTHON ?= python3.12
 LATEST_TORCH ?= torch==2.9.1
 LATEST_VENV ?= .venv312
 LATEST_WHEELHOUSE ?= $(HOME)/.cache/mos_nemo/wheels
-# Two console tests are deselected on this leg until fixed: on torch 2.9 + megatron-core 0.19 third-party lines
-# ("No CUDA runtime is found", "GPTModel IS DEPRECATED", the async-save notice) reach the console but not
-# log.txt, so "console == log.txt" and "one line, no noise" do not hold there yet. Training itself is unaffected.
-LATEST_TESTS := tests/unit/engine tests/integration \
-	--deselect tests/integration/test_console_clean.py \
-	--deselect tests/integration/test_convert_cli.py::test_mistakes_name_the_flag_without_a_traceback
+LATEST_TESTS := tests/unit/engine tests/integration
 
 test-mcore-latest:
 	$(MAKE) test PYTHON=$(LATEST_PYTHON) TORCH='$(LATEST_TORCH)' VENV=$(LATEST_VENV) \

@@ -19,8 +19,9 @@ and one progress line per step on the terminal.
 On resume these files are cut back to the checkpoint's step, so a resumed run's files equal an unbroken run's.
 
 Python ``logging`` (the ``mos_nemo.*`` loggers: build progress, per-dataset load counts, skipped optimizer
-steps) and Python warnings are set up once per process by ``configure_logging``: rank 0 writes to the
-console and ``run.dir/log.txt``, every other rank only to ``run.dir/logs/rank_N.txt``. The run's own lines
+steps), megatron-core's warnings (less three known notices: mos_nemo/known_notices.py) and Python warnings
+are set up once per process by ``configure_logging``: rank 0 writes to the console and ``run.dir/log.txt``,
+every other rank only to ``run.dir/logs/rank_N.txt``. The run's own lines
 (settings, step lines, MoS updates, saves) go the same way (``RunLogger.print``), so ``log.txt`` holds
 exactly what the console shows, one line per event, in the same format (the message; ``WARNING`` and the
 logger's name added for warnings and errors; train.jsonl has the times). On a terminal the step lines become a progress bar
@@ -98,8 +99,9 @@ def logging_configured() -> bool:
 
 
 def configure_logging(run_dir: str | Path, rank: int) -> Path:
-    """Route the ``mos_nemo`` loggers and Python warnings: rank 0 to the console and ``run_dir/log.txt``,
-    rank N > 0 to ``run_dir/logs/rank_N.txt`` only (so a warning is shown once, not once per rank).
+    """Route the ``mos_nemo`` loggers, megatron's warnings and Python warnings: rank 0 to the console and
+    ``run_dir/log.txt``, rank N > 0 to ``run_dir/logs/rank_N.txt`` only (so a warning is shown once, not once
+    per rank).
 
     Returns this rank's log file. Calling it again (another run in the same process) replaces the handlers.
     """
@@ -112,7 +114,9 @@ def configure_logging(run_dir: str | Path, rank: int) -> Path:
     if not sys.stderr.isatty():
         _quiet_third_party_bars()
     formatter = _Formatter()
-    for name in ("mos_nemo", "py.warnings"):
+    # megatron's own loggers have no handler: without this, their warnings reach stderr only (and from every
+    # rank), not log.txt. Its INFO chatter stays off, as before.
+    for name, level in (("mos_nemo", logging.INFO), ("py.warnings", logging.INFO), ("megatron", logging.WARNING)):
         logger = logging.getLogger(name)
         for old in [h for h in logger.handlers if getattr(h, _HANDLER_MARK, False)]:
             logger.removeHandler(old)
@@ -121,7 +125,7 @@ def configure_logging(run_dir: str | Path, rank: int) -> Path:
             handler.setFormatter(formatter)
             setattr(handler, _HANDLER_MARK, True)
             logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
+        logger.setLevel(level)
         logger.propagate = False  # not twice through a root handler someone else configured
     logging.captureWarnings(True)  # warnings.warn -> the py.warnings logger -> the handlers above
     return path

@@ -18,6 +18,7 @@ import torch.distributed as dist
 
 from mos_nemo.engine.cpu import install_cpu_shims
 from mos_nemo.errors import MosConfigError
+from mos_nemo.known_notices import gloo_connection_lines_dropped
 
 from megatron.core import parallel_state
 from megatron.core.tensor_parallel import model_parallel_cuda_manual_seed
@@ -97,23 +98,24 @@ def initialize_parallel(tp: int, pp: int, seed: int, sequence_parallel: bool = F
     checked here so that a bad layout fails before any model is built.
     """
     install_cpu_shims()
-    _init_process_group()
-    _create_long_wait_group()
-    world_size = dist.get_world_size()
-    _check_layout(world_size, tp, pp)
-    if sequence_parallel and tp == 1:
-        raise MosConfigError(
-            "parallel.sequence_parallel=true needs parallel.tp > 1 (it splits activations across TP ranks); "
-            "set parallel.sequence_parallel=false or raise parallel.tp."
-        )
-    if parallel_state.model_parallel_is_initialized() and (
-            parallel_state.get_tensor_model_parallel_world_size(),
-            parallel_state.get_pipeline_model_parallel_world_size()) != (tp, pp):
-        parallel_state.destroy_model_parallel()  # a different layout than the one left behind
-    if not parallel_state.model_parallel_is_initialized():
-        parallel_state.initialize_model_parallel(
-            tensor_model_parallel_size=tp, pipeline_model_parallel_size=pp
-        )
+    with gloo_connection_lines_dropped():  # torch 2.9's gloo prints a line per rank and group it joins
+        _init_process_group()
+        _create_long_wait_group()
+        world_size = dist.get_world_size()
+        _check_layout(world_size, tp, pp)
+        if sequence_parallel and tp == 1:
+            raise MosConfigError(
+                "parallel.sequence_parallel=true needs parallel.tp > 1 (it splits activations across TP ranks); "
+                "set parallel.sequence_parallel=false or raise parallel.tp."
+            )
+        if parallel_state.model_parallel_is_initialized() and (
+                parallel_state.get_tensor_model_parallel_world_size(),
+                parallel_state.get_pipeline_model_parallel_world_size()) != (tp, pp):
+            parallel_state.destroy_model_parallel()  # a different layout than the one left behind
+        if not parallel_state.model_parallel_is_initialized():
+            parallel_state.initialize_model_parallel(
+                tensor_model_parallel_size=tp, pipeline_model_parallel_size=pp
+            )
     torch.manual_seed(seed)
     # On CPU the CUDA RNG states do not exist: the "inference" tracker keeps plain CPU generator states.
     model_parallel_cuda_manual_seed(seed, inference_rng_tracker=not torch.cuda.is_available(),

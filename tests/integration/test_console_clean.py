@@ -33,3 +33,22 @@ def test_console_and_log_txt_are_one_clean_record(tmp_path):
     assert index("building the model: llama, 2 layers") < index("datasets: arith=96")
     assert index("scoring the theta0 reference pool") < index("scored the theta0 reference pool") < index("step 1/4")
     assert index("saving checkpoint step 4 (final") < index("saved checkpoint")
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_a_torchrun_console_shows_only_log_txt_and_torchruns_banner(tmp_path):
+    """Two ranks under torchrun, stopped after a save and resumed: every console line of both launches is in
+    log.txt except torchrun's own banner (its launcher process, torch/distributed/run.py, before any rank
+    starts). With torch 2.9 + megatron-core 0.19 gloo printed about 50 "[Gloo] Rank r is connected to n peer
+    ranks" lines at start-up, and the resume two torch warnings about megatron's checkpoint load."""
+    run = tmp_path / "run"
+    settings = ("train.max_steps=2", "checkpoint.every=1", "mixing.strategy=static")
+    consoles = [launch_training(run, *settings, "train.stop_after=1", nproc=2),
+                launch_training(run, *settings, nproc=2)]
+    log = set((run / "log.txt").read_text().splitlines())
+    assert any(line.startswith("datasets:") and "resumed from" in line for line in log)
+    assert not [line for line in log if line.startswith("WARNING")]  # a clean run and resume warn of nothing
+    for console in consoles:
+        stray = [line for line in console.splitlines() if line not in log and "torch/distributed/run.py" not in line]
+        assert stray == [], "\n".join(stray[:20])
