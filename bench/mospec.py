@@ -138,7 +138,7 @@ def main() -> None:
 
 
 def _collect(out: Path, study: Study) -> dict[str, list[dict]]:
-    """{strategy: [{seed, validation, examples, mixture}]} for the finished runs; every run must be finished."""
+    """{strategy: [{seed, validation, examples, mixture, train}]} for the finished runs; every run must be finished."""
     from mos_nemo.logs import read_jsonl
 
     runs: dict[str, list[dict]] = {}
@@ -149,7 +149,7 @@ def _collect(out: Path, study: Study) -> dict[str, list[dict]]:
         runs.setdefault(strategy, []).append({
             "seed": seed, "validation": read_jsonl(run_dir / "validation.jsonl"),
             "examples": read_jsonl(run_dir / "validation_examples.jsonl"),
-            "mixture": read_jsonl(run_dir / "mixture.jsonl")})
+            "mixture": read_jsonl(run_dir / "mixture.jsonl"), "train": read_jsonl(run_dir / "train.jsonl")})
     return runs
 
 

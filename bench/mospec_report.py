@@ -1,7 +1,7 @@
 """The analysis of bench/mospec.py: MoSpec's target weight against its fixed point, and paired held-out losses.
 
-Input: ``{strategy: [{"seed", "validation", "examples", "mixture"}]}``, the runs' validation.jsonl,
-validation_examples.jsonl and mixture.jsonl records; ``uni`` is the baseline, ``mospec`` the treatment.
+Input: ``{strategy: [{"seed", "validation", "examples", "mixture", "train"}]}``, the runs' validation.jsonl,
+validation_examples.jsonl, mixture.jsonl and train.jsonl records; ``uni`` is the baseline, ``mospec`` the treatment.
 
 - **Predicted weight.** The update drives p towards p* = R / sum(R) (docs/algorithm.md), R the smoothed
   rewards it was given. MoSpec's Diff doubles the target's reward before smoothing, so
@@ -92,7 +92,8 @@ def analyse(runs: dict[str, list[dict]], target: str) -> dict:
         "final_weight": statistics.fmean(t["weight"][-1] for t in trajectories),
         "final_predicted": statistics.fmean(t["predicted"][-1] for t in trajectories),
         "mean_weight_over_run": statistics.fmean(_mean_weight(r, target) for r in mospec),
-        "target_batches": {label: statistics.fmean(r["mixture"][-1]["counts"][target] for r in seed_runs)
+        # from train.jsonl (one dataset per step): a static blend logs no mixture record after step 0
+        "target_batches": {label: statistics.fmean(sum(t["dataset"] == target for t in r["train"]) for r in seed_runs)
                            for label, seed_runs in (("uni", uni), ("mospec", mospec))},
         "target_loss": paired_difference([r["examples"][-1]["nll"][target] for r in mospec],
                                          [r["examples"][-1]["nll"][target] for r in uni]),

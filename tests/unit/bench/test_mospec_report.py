@@ -40,7 +40,7 @@ def test_predicted_weight_is_the_updates_fixed_point_with_the_target_doubled():
     assert predicted_weight({"t": 1.8, "a": 0.9, "b": 0.6, "c": 0.3}, "t") == pytest.approx(0.5)
 
 
-def _run(seed, final, weights_t=0.25, rewards=None):
+def _run(seed, final, weights_t=0.25, rewards=None, batches_t=3):
     names = ("t", "a")
     validation = [{"step": 0, "loss": {"t": 2.0, "a": 1.0}}, {"step": 10, "loss": final}]
     mixture = [{"step": 0, "weights": dict.fromkeys(names, 0.5), "rewards": None, "counts": {"t": 0, "a": 0}}]
@@ -48,19 +48,21 @@ def _run(seed, final, weights_t=0.25, rewards=None):
         mixture.append({"step": 5, "weights": {"t": weights_t, "a": 1 - weights_t}, "rewards": rewards,
                         "counts": {"t": 3, "a": 2}})
     examples = [{"step": 0, "nll": {"t": [2.0, 2.0]}}, {"step": 10, "nll": {"t": [final["t"]] * 2}}]
-    return {"seed": seed, "validation": validation, "examples": examples, "mixture": mixture}
+    train = [{"step": k, "dataset": "t" if k <= batches_t else "a"} for k in range(1, 11)]
+    return {"seed": seed, "validation": validation, "examples": examples, "mixture": mixture, "train": train}
 
 
 def test_analysis_pairs_the_runs_and_reports_losses_relative_to_their_start():
     runs = {"uni": [_run(1, {"t": 1.8, "a": 0.5}), _run(2, {"t": 1.9, "a": 0.6})],
-            "mospec": [_run(1, {"t": 1.7, "a": 0.6}, 0.7, {"t": 1.6, "a": 0.4}),
-                       _run(2, {"t": 1.7, "a": 0.6}, 0.9, {"t": 1.6, "a": 0.4})]}
+            "mospec": [_run(1, {"t": 1.7, "a": 0.6}, 0.7, {"t": 1.6, "a": 0.4}, batches_t=6),
+                       _run(2, {"t": 1.7, "a": 0.6}, 0.9, {"t": 1.6, "a": 0.4}, batches_t=7)]}
     report = analyse(runs, "t")
     assert report["final_predicted"] == pytest.approx(0.8)  # 1.6 / (1.6 + 0.4)
     assert report["final_weight"] == pytest.approx(0.8)  # (0.7 + 0.9) / 2
     # seed 1: 0.5 for 5 steps, then 0.7 for 5 -> 0.6; seed 2: 0.5 then 0.9 -> 0.7; mean 0.65
     assert report["mean_weight_over_run"] == pytest.approx(0.65)
     assert report["target_loss"]["per_seed"] == pytest.approx([-0.1, -0.2])
+    assert report["target_batches"] == {"uni": 3, "mospec": 6.5}  # counted in train.jsonl
     # a: uni (0.5/1 - 1, 0.6/1 - 1) = (-0.5, -0.4); mospec (-0.4, -0.4); paired mospec - uni = (+0.1, 0.0)
     assert report["relative_change"]["a"]["difference"] == pytest.approx(0.05)
     assert report["relative_change"]["t"]["uni"] == pytest.approx((1.8 / 2 - 1 + 1.9 / 2 - 1) / 2)
