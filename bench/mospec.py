@@ -33,7 +33,6 @@ resumes it and skips finished runs.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -41,7 +40,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.convergence import Study, finished  # noqa: E402
+from bench.convergence import Study  # noqa: E402
 from bench.mospec_report import analyse, format_table, plot, satterthwaite  # noqa: E402
 
 TARGET = "champ"
@@ -119,38 +118,12 @@ def main() -> None:
     study = Study(out, name, list(STRATEGIES), presets=PRESETS, table=STRATEGIES, name="mospec")
     started = time.perf_counter()
     if not args.report_only:
-        from mos_nemo.assets import smollm2_dir
-        from mos_nemo.demo_data import prepare_demo_datasets
-
-        smollm2_dir(with_weights=True)
-        prepare_demo_datasets()
-        study.check_settings()
-        study.run_all()
-    report = analyse(_collect(out, study), TARGET)
-    (out / "report.json").write_text(json.dumps(report, indent=1))
+        study.train()
+    runs = study.collect({"validation": "validation.jsonl", "examples": "validation_examples.jsonl",
+                          "mixture": "mixture.jsonl", "train": "train.jsonl"}, every_run=True)
+    report = analyse(runs, TARGET)
     plot(report, out / "mospec.png")
-    table = format_table(report)
-    (out / "table.txt").write_text(table + "\n")
-    minutes = (time.perf_counter() - started) / 60
-    print(f"preset {name}: {len(study.runs)} runs of {preset['steps']} steps, seeds {preset['seeds']}; this "
-          f"launch took {minutes:.1f} min; folder {out}; PNG {out / 'mospec.png'}")
-    print(table)
-
-
-def _collect(out: Path, study: Study) -> dict[str, list[dict]]:
-    """{strategy: [{seed, validation, examples, mixture, train}]} for the finished runs; every run must be finished."""
-    from mos_nemo.logs import read_jsonl
-
-    runs: dict[str, list[dict]] = {}
-    for strategy, seed in study.runs:
-        run_dir = out / f"{strategy}_seed{seed}"
-        if not finished(run_dir, study.preset["steps"]):
-            sys.exit(f"mospec: {run_dir} is not finished; run the study (without --report-only) first")
-        runs.setdefault(strategy, []).append({
-            "seed": seed, "validation": read_jsonl(run_dir / "validation.jsonl"),
-            "examples": read_jsonl(run_dir / "validation_examples.jsonl"),
-            "mixture": read_jsonl(run_dir / "mixture.jsonl"), "train": read_jsonl(run_dir / "train.jsonl")})
-    return runs
+    study.write_report(report, format_table(report), out / "mospec.png", started)
 
 
 if __name__ == "__main__":
