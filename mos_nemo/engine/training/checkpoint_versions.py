@@ -37,7 +37,7 @@ _PACKAGES = ("megatron-core", "torch", "mos_nemo")
 def installed_versions() -> dict[str, str]:
     """This environment's versions of what writes and reads checkpoints, as ``versions.json`` holds them."""
     versions = {name: importlib.metadata.version(name) for name in _PACKAGES}
-    versions["python"] = platform.python_version()
+    versions["Python"] = platform.python_version()
     return versions
 
 
@@ -57,7 +57,7 @@ def recorded_versions(folder: Path) -> Optional[dict[str, str]]:
 
 def describe(versions: dict[str, str]) -> str:
     """``megatron-core 0.19.2 (torch 2.9.1, mos_nemo 0.1.0, Python 3.12.1)``."""
-    others = ", ".join(f"{name} {versions[name]}" for name in ("torch", "mos_nemo", "python") if name in versions)
+    others = ", ".join(f"{name} {versions[name]}" for name in ("torch", "mos_nemo", "Python") if name in versions)
     return f"megatron-core {versions.get('megatron-core', 'unknown')}" + (f" ({others})" if others else "")
 
 
