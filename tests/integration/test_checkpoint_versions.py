@@ -22,6 +22,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from mos_nemo.engine.hf.tiny import save_tiny_hf_model
 from tests.distributed import ROOT
 
 pytestmark = pytest.mark.slow
@@ -102,7 +103,7 @@ def test_a_newer_megatron_checkpoint_is_refused_by_an_older_one_naming_both(tmp_
 
 
 def test_an_older_megatron_checkpoint_resumes_and_exports_under_a_newer_one(tmp_path):
-    (newer, _), (older, old_versions) = _pair()
+    (newer, new_versions), (older, old_versions) = _pair()
     run_dir = tmp_path / "run"
     _ok(_train(older, run_dir, 2))
     step = run_dir / "checkpoints" / "step_0000002"
@@ -117,6 +118,17 @@ def test_an_older_megatron_checkpoint_resumes_and_exports_under_a_newer_one(tmp_
     assert weights[0].keys() == weights[1].keys() and len(weights[0]) > 10
     for name, tensor in weights[0].items():
         assert torch.equal(tensor, weights[1][name]), name
+
+    # a load that fails for another reason (here: --hf names a model of another width) says which versions
+    # wrote and read the checkpoint, beside megatron's own reason
+    save_tiny_hf_model(tmp_path / "wider", "llama", seed=1, hidden_size=96)
+    wrong = _run(newer, "-m", "mos_nemo.convert", "export", "--ckpt", str(step), "--hf", str(tmp_path / "wider"),
+                 "--out", str(tmp_path / "hf_wrong"))
+    message = " ".join(wrong.stderr.split())
+    assert wrong.returncode == 2 and "Traceback" not in wrong.output, wrong.output[-5000:]
+    assert f"checkpoint {step.name} ({step}) cannot be loaded" in message, message
+    assert (f"written by megatron-core {old_versions['megatron-core']} (torch {old_versions['torch']}" in message
+            and f"read here by megatron-core {new_versions['megatron-core']}" in message), message
 
     output = _ok(_train(newer, run_dir, 3))
     assert f"resumed from {step} at step 2" in output, output[-3000:]

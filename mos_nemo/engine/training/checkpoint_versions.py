@@ -70,10 +70,9 @@ def needed_reader(dist_dir: Path) -> Optional[Version]:
 
 
 def _export_advice(checkpoint: Path) -> str:
-    return (f"load it with megatron-core >= {COMMON_IN_SHARDS.major}.{COMMON_IN_SHARDS.minor} (Python >= 3.12, "
-            "e.g. in the container it was trained in), or export it to Hugging Face there and use that folder "
-            f"here: `python -m mos_nemo.convert export --ckpt {checkpoint} --out DIR` run in the environment that "
-            "wrote it (or train with checkpoint.export_hf=true)")
+    return ("export it to Hugging Face in the environment that wrote it and use that folder here: "
+            f"`python -m mos_nemo.convert export --ckpt {checkpoint} --out DIR` run there (or train with "
+            "checkpoint.export_hf=true)")
 
 
 def check_readable(checkpoint: Path, dist_dir: Optional[Path] = None) -> None:
@@ -91,8 +90,9 @@ def check_readable(checkpoint: Path, dist_dir: Optional[Path] = None) -> None:
     raise MosCheckpointError(
         f"checkpoint {checkpoint} was written by {written}; this environment has {describe(reader)}, which "
         f"cannot read it: from megatron-core {needed} the common state is stored inside the torch_dist shards, "
-        f"and megatron-core < {needed} reads it only from {LEGACY_COMMON}. Nothing in {checkpoint} was changed; "
-        + _export_advice(checkpoint))
+        f"and megatron-core < {needed} reads it only from {LEGACY_COMMON}. Nothing in {checkpoint} was changed. Load "
+        f"it with megatron-core >= {needed.major}.{needed.minor} (Python >= 3.12, e.g. in the container it was "
+        f"trained in), or " + _export_advice(checkpoint))
 
 
 def version_note(checkpoint: Path) -> str:
@@ -102,4 +102,4 @@ def version_note(checkpoint: Path) -> str:
     if writer is None or writer.get("megatron-core") == reader["megatron-core"] and writer.get("torch") == reader["torch"]:
         return ""
     return (f" (note: it was written by {describe(writer)} and is read here by {describe(reader)}; if that is "
-            f"why it fails, {_export_advice(checkpoint)})")
+            f"why it fails, load it with the versions that wrote it, or {_export_advice(checkpoint)})")
