@@ -4,15 +4,16 @@ Every checkpoint we write (training ``step_N/``, ``convert import``'s model chec
 ``versions.json``: the megatron-core, torch, mos_nemo and Python versions that wrote it. Checkpoints from
 before it have none and still load.
 
-The rule (docs/versions.md, "Checkpoints across versions"), from megatron-core's own load code: up to 0.18,
-``dist_checkpointing.save`` writes the common (non-tensor) state as ``common.pt`` next to the torch_dist
-shards, and ``load`` reads it from there and nowhere else (``TorchCommonLoadStrategy.load_common``; 0.16.1
-fails with "AttributeError: 'str' object has no attribute 'iterdir'" when it is absent). From 0.19.0, ``save``
-stores that state as a ShardedObject ``common_state`` inside the torch_dist shards and writes no
-``common.pt``; its ``load`` reads ``common.pt`` when present (older checkpoints) and the ShardedObject
-otherwise. So a checkpoint without ``common.pt`` needs megatron-core >= 0.19; one with it loads under every
-supported release (0.15 to 0.19). The check looks at the files, not only at ``versions.json``, so it also
-answers for checkpoints written before versions were recorded.
+The rule (docs/versions.md, "Checkpoints across versions"), from megatron-core's own load code (0.16.1,
+0.17.0, 0.18.0, 0.19.0 and 0.19.2 read for it): up to 0.18, ``dist_checkpointing.save`` writes the common
+(non-tensor) state as ``common.pt`` next to the torch_dist shards, and ``load`` reads it from there and
+nowhere else (``TorchCommonLoadStrategy.load_common``; 0.16.1 fails with "AttributeError: 'str' object has
+no attribute 'iterdir'" when it is absent). From 0.19.0, ``save`` stores that state as a ShardedObject
+``common_state`` inside the torch_dist shards and writes no ``common.pt``; its ``load`` reads ``common.pt``
+when present (older checkpoints) and the ShardedObject otherwise. So a checkpoint without ``common.pt``
+needs megatron-core >= 0.19; one with it loads under every supported release. The check looks at the
+files, not only at ``versions.json``, so it also answers for checkpoints written before versions were
+recorded.
 """
 
 from __future__ import annotations
@@ -90,8 +91,8 @@ def check_readable(checkpoint: Path, dist_dir: Optional[Path] = None) -> None:
     raise MosCheckpointError(
         f"checkpoint {checkpoint} was written by {written}; this environment has {describe(reader)}, which "
         f"cannot read it: from megatron-core {needed} the common state is stored inside the torch_dist shards, "
-        f"and megatron-core < {needed} reads it only from {LEGACY_COMMON}. Nothing in {checkpoint} was changed. Load "
-        f"it with megatron-core >= {needed.major}.{needed.minor} (Python >= 3.12, e.g. in the container it was "
+        f"and megatron-core < {needed} reads it only from {LEGACY_COMMON}. Nothing in {checkpoint} was changed. "
+        f"Load it with megatron-core >= {needed.major}.{needed.minor} (Python >= 3.12, e.g. in the container it was "
         f"trained in), or " + _export_advice(checkpoint))
 
 
@@ -99,7 +100,7 @@ def version_note(checkpoint: Path) -> str:
     """For an error while loading: a note naming the writing and the reading versions when they differ
     (empty when they are the same or the checkpoint did not record them)."""
     writer, reader = recorded_versions(checkpoint), installed_versions()
-    if writer is None or writer.get("megatron-core") == reader["megatron-core"] and writer.get("torch") == reader["torch"]:
+    if writer is None or all(writer.get(name) == reader[name] for name in ("megatron-core", "torch")):
         return ""
     return (f" (note: it was written by {describe(writer)} and is read here by {describe(reader)}; if that is "
             f"why it fails, load it with the versions that wrote it, or {_export_advice(checkpoint)})")
