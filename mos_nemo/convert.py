@@ -169,8 +169,10 @@ def resolve_hf(value: str) -> str:
 
 
 def check_export_source(ckpt: str, hf: str | None) -> None:
-    """Refuse, before building anything, an export that cannot know the model's architecture."""
-    from mos_nemo.engine.hf.model_checkpoint import HF_CONFIG_FILE
+    """Refuse, before building anything, an export that cannot know the model's architecture or that this
+    megatron-core cannot read (a checkpoint written by a newer one: engine/training/checkpoint_versions.py)."""
+    from mos_nemo.engine.hf.model_checkpoint import HF_CONFIG_FILE, model_dist_dir
+    from mos_nemo.engine.training.checkpoint_versions import check_readable
 
     folder = Path(ckpt)
     if not folder.is_dir():
@@ -181,6 +183,7 @@ def check_export_source(ckpt: str, hf: str | None) -> None:
             "their model's config), so the architecture is unknown; pass --hf with the HF folder (or "
             "asset:smollm2) it was trained from"
         )
+    check_readable(folder, model_dist_dir(folder))
 
 
 def _command(args) -> tuple:

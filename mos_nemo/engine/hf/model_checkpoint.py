@@ -9,6 +9,8 @@ On-disk layout (the training checkpoints of ``engine/training/checkpoint.py`` ma
       hf_config.json    the HF config of the model (``PretrainedConfig.to_json_file``)
       tokenizer/        the tokenizer files of the source HF folder (tokenizer.json, chat template, ...),
                         absent when that folder has none (weights and config only)
+      versions.json     the megatron-core, torch, mos_nemo and Python versions that wrote it
+                        (engine/training/checkpoint_versions.py; absent in checkpoints from before it)
 
 Training checkpoints (``engine/training/checkpoint.py``) carry ``hf_config.json`` and ``tokenizer/`` too
 (``write_model_description``), so every checkpoint exports without naming the folder it was trained from.
@@ -27,6 +29,7 @@ import torch.distributed as dist
 import transformers
 
 from mos_nemo.engine.hf.weights import copy_tokenizer_files, has_tokenizer_files
+from mos_nemo.engine.training.checkpoint_versions import DIST_METADATA, write_versions
 from mos_nemo.errors import MosCheckpointError
 
 from megatron.core import dist_checkpointing
@@ -42,6 +45,7 @@ def save_mcore_checkpoint(model, hf_config, ckpt_dir, tokenizer_dir=None) -> Non
     if dist.get_rank() == 0:
         (ckpt / MODEL_DIR).mkdir(parents=True, exist_ok=True)
         write_model_description(ckpt, hf_config, tokenizer_dir)
+        write_versions(ckpt)
     dist.barrier()
     dist_checkpointing.save(model.sharded_state_dict(), str(ckpt / MODEL_DIR))
     dist.barrier()
@@ -86,14 +90,22 @@ def load_mcore_checkpoint(model, ckpt_dir) -> None:
     from mos_nemo.engine.training.checkpoint import apply_model_state, load_tolerant
 
     ckpt = Path(ckpt_dir)  # TE's `_extra_state` keys may be missing or extra (local spec <-> TE spec)
-    if (ckpt / MODEL_DIR / "metadata.json").is_file():
-        state = load_tolerant(model.sharded_state_dict(), ckpt / MODEL_DIR)
-    elif (ckpt / "metadata.json").is_file():
-        state = load_tolerant({"model": model.sharded_state_dict()}, ckpt, subset=True)["model"]  # no optimizer
+    dist_dir = model_dist_dir(ckpt)
+    if dist_dir != ckpt:
+        state = load_tolerant(model.sharded_state_dict(), dist_dir, checkpoint=ckpt)
     else:
-        raise MosCheckpointError(
-            f"{ckpt}: neither a model checkpoint ({MODEL_DIR}/metadata.json) nor a training checkpoint "
-            "(metadata.json); pass a folder written by `python -m mos_nemo.convert import` or a "
-            "run.dir/checkpoints/step_N folder."
-        )
+        state = load_tolerant({"model": model.sharded_state_dict()}, ckpt, subset=True)["model"]  # no optimizer
     apply_model_state(model, state)
+
+
+def model_dist_dir(ckpt: Path) -> Path:
+    """The torch_dist folder holding the weights: ``CKPT/model`` (model checkpoint) or ``CKPT`` (training)."""
+    if (ckpt / MODEL_DIR / DIST_METADATA).is_file():
+        return ckpt / MODEL_DIR
+    if (ckpt / DIST_METADATA).is_file():
+        return ckpt
+    raise MosCheckpointError(
+        f"{ckpt}: neither a model checkpoint ({MODEL_DIR}/{DIST_METADATA}) nor a training checkpoint "
+        f"({DIST_METADATA}); pass a folder written by `python -m mos_nemo.convert import` or a "
+        "run.dir/checkpoints/step_N folder."
+    )

@@ -7,6 +7,7 @@ Layout of ``run.dir/checkpoints/``::
         config.yaml          the resolved config the checkpoint was trained with (rank 0)
         hf_config.json, tokenizer/   the model's HF config and tokenizer, so `convert export` needs nothing else
         rng/rank_00000.pt    each rank's RNG states (python, numpy, torch, megatron's tracker)
+        versions.json        the megatron-core, torch, mos_nemo and Python versions that wrote it (rank 0)
         manifest.json        size and CRC-32 of every file above, checked at load
         meta.json            step, layout and optimizer format; written last
         verdict.json         good or not, once the next step's loss from these weights is known
@@ -45,6 +46,7 @@ from mos_nemo.engine.parallel import ParallelState, long_wait_barrier
 from mos_nemo.engine.training.checkpoint_files import (
     LATEST, META, PARTIAL, is_complete, newest_good, previous_complete, step_folders, verdict, verify_manifest,
     write_manifest)
+from mos_nemo.engine.training.checkpoint_versions import check_readable, version_note, write_versions
 from mos_nemo.engine.training.disk import agree_save_ok, check_free_space
 from mos_nemo.engine.training.optimizer_state import OptimizerLoad, adopt_lr_bounds
 from mos_nemo.engine.training.step import unwrap
@@ -153,6 +155,7 @@ def save_checkpoint(run_dir: str | Path, step: int, model: list, optimizer, trai
         torch.save(rng_state(), partial / "rng" / f"rank_{parallel.rank:05d}.pt")
         if parallel.rank == 0:
             torch.save(trainer_state, partial / "trainer_state.pt")
+            write_versions(partial)
             if config_yaml is not None:
                 (partial / "config.yaml").write_text(config_yaml)
             if hf_config is not None:
@@ -220,19 +223,30 @@ def read_meta(folder: Path) -> dict[str, Any]:
         raise _fail(folder, f"{META} is unreadable ({error})") from None
 
 
-def load_tolerant(sharded: dict, folder: Path, subset: bool = False) -> dict:
+def load_tolerant(sharded: dict, folder: Path, subset: bool = False, checkpoint: Optional[Path] = None) -> dict:
     """dist_checkpointing.load that ignores only Transformer Engine's ``_extra_state`` keys, either way:
     a local-spec checkpoint into a TE model (asked for, not stored) or a TE one into a local model.
 
     ``subset``: ``sharded`` asks for part of what the checkpoint holds (the model of a training checkpoint,
     without its optimizer), so keys stored but not asked for are expected; every key asked for must be there.
+    ``checkpoint``: the folder the user named, holding ``versions.json`` (default ``folder``). A checkpoint
+    this megatron-core cannot read is refused before megatron tries (checkpoint_versions.py); any other
+    failure, when other versions wrote it, says so.
     """
-    # megatron's naming: "missing" = stored but not asked for, "unexpected" = asked for but not stored.
-    state, missing, unexpected = dist_checkpointing.load(sharded, str(folder), strict=StrictHandling.RETURN_ALL)
+    checkpoint = Path(checkpoint if checkpoint is not None else folder)
+    check_readable(checkpoint, folder)
+    try:  # megatron's naming: "missing" = stored but not asked for, "unexpected" = asked for but not stored.
+        state, missing, unexpected = dist_checkpointing.load(sharded, str(folder), strict=StrictHandling.RETURN_ALL)
+    except (Exception, CheckpointException) as error:  # noqa: BLE001 - re-raised, with the versions if they differ
+        note = version_note(checkpoint)
+        if not note:
+            raise
+        raise _fail(checkpoint, f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+                                f"{note}") from error
     other = sorted(k for k in (set() if subset else set(missing)) | set(unexpected) if not k.endswith(EXTRA_STATE))
     if other:
         raise _fail(folder, f"its keys do not match this model: {other[:5]}{' ...' if len(other) > 5 else ''}"
-                            " (another model shape or family?)")
+                            f" (another model shape or family?){version_note(checkpoint)}")
     return state
 
 
@@ -273,7 +287,8 @@ def load_checkpoint(folder: str | Path, model: list, optimizer, parallel: Parall
             raise
         raise _fail(folder, str(error)) from None
     except (Exception, CheckpointException) as error:  # noqa: BLE001 - any read failure: name the checkpoint
-        raise _fail(folder, f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}") from error
+        raise _fail(folder, f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+                            f"{version_note(folder)}") from error
     optimizer_load.finish()
     same_layout = same_model_layout and meta["world_size"] == parallel.world_size
     rng_file = folder / "rng" / f"rank_{parallel.rank:05d}.pt"
